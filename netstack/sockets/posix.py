@@ -1,0 +1,369 @@
+"""The posix stack: the kernel's sockets, non-blocking, on the reactor's epoll.
+
+Every operation is tried first and waits for readiness only after EAGAIN
+(edge-triggered `PollableFd`). Output goes through a queue drained with
+`sendmsg` (one system call for many buffers); `put()` resolves once the
+queue is below its high-water mark, which is the stream's backpressure.
+With more than one shard every listening socket sets SO_REUSEPORT so that
+each shard can listen on the same port and the kernel spreads connections.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections import deque
+
+from reactor import shards
+from reactor.future import Future, _failed, make_ready_future
+
+from .api import accept_result, connected_socket, datagram, socket_address, temporary_buffer
+
+__all__ = ["PosixStack"]
+
+HIGH_WATER = 256 * 1024
+RECV_SIZE = 128 * 1024
+_TCP_KEEPIDLE = getattr(socket, "TCP_KEEPIDLE", 4)
+_TCP_KEEPINTVL = getattr(socket, "TCP_KEEPINTVL", 5)
+_TCP_KEEPCNT = getattr(socket, "TCP_KEEPCNT", 6)
+
+
+def _addr(t) -> socket_address:
+    return socket_address(t[0], t[1])
+
+
+def _bind_error(e: OSError) -> OSError:
+    if e.errno == errno.EADDRINUSE:
+        return OSError(errno.EADDRINUSE, "bind: Address already in use")
+    return OSError(e.errno, f"bind: {e.strerror}")
+
+
+class PosixStack:
+    def __init__(self, reactor) -> None:
+        self.reactor = reactor
+
+    def listen(self, addr: socket_address, opts):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if opts.reuse_address:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if shards.smp.count > 1:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                s.bind(addr.as_tuple())
+            except OSError as e:
+                raise _bind_error(e) from None
+            s.listen(opts.backlog)
+            s.setblocking(False)
+        except BaseException:
+            s.close()
+            raise
+        return _PosixServer(self.reactor, s)
+
+    def connect(self, addr: socket_address, local) -> Future:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            if local is not None:
+                try:
+                    s.bind(local.as_tuple())
+                except OSError as e:
+                    raise _bind_error(e) from None
+            rc = s.connect_ex(addr.as_tuple())
+        except BaseException as e:  # noqa: BLE001
+            s.close()
+            return _failed(e)
+        if rc not in (0, errno.EINPROGRESS):
+            s.close()
+            return _failed(OSError(rc, os.strerror(rc)))
+        conn = _PosixConn(self.reactor, s)
+
+        def check():
+            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                conn.close()
+                raise OSError(err, os.strerror(err))
+            return connected_socket(conn)
+        if rc == 0:
+            return make_ready_future(connected_socket(conn))
+        conn.pfd.clear_writable()
+        return conn.pfd.writable().then(check)
+
+    def make_udp_channel(self, addr: socket_address):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(addr.as_tuple())
+        except OSError as e:
+            s.close()
+            raise _bind_error(e) from None
+        s.setblocking(False)
+        return _PosixUdp(self.reactor, s)
+
+
+class _PosixServer:
+    def __init__(self, reactor, s: socket.socket) -> None:
+        self.sock = s
+        self.pfd = reactor.register_fd(s.fileno())
+        self.reactor = reactor
+        self.aborted = False
+
+    def accept(self) -> Future:
+        if self.aborted:
+            return _failed(ConnectionAbortedError(errno.ECONNABORTED, "accept aborted"))
+        try:
+            c, a = self.sock.accept()
+        except BlockingIOError:
+            self.pfd.clear_readable()
+            return self.pfd.readable().then(self.accept)
+        except OSError as e:
+            return _failed(e)
+        c.setblocking(False)
+        return make_ready_future(accept_result(connected_socket(_PosixConn(self.reactor, c)), _addr(a)))
+
+    def abort_accept(self) -> None:
+        if not self.aborted:
+            self.aborted = True
+            self.pfd.close()
+            self.sock.close()
+
+    def local_address(self) -> socket_address:
+        return _addr(self.sock.getsockname())
+
+    def __del__(self) -> None:
+        try:
+            self.abort_accept()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class _PosixConn:
+    """One kernel TCP socket shared by its source and sink."""
+
+    def __init__(self, reactor, s: socket.socket) -> None:
+        self.sock = s
+        self.pfd = reactor.register_fd(s.fileno())
+        self.closed = False
+        self.nodelay = False
+        self.keepalive = False
+        self.refs = 0
+        self._sink = None
+
+    def source(self):
+        return _PosixSource(self)
+
+    def sink(self):
+        if self._sink is None:
+            self._sink = _PosixSink(self)
+        return self._sink
+
+    def shutdown_input(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def shutdown_output(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def set_nodelay(self, v: bool) -> None:
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(v))
+        self.nodelay = v
+
+    def get_nodelay(self) -> bool:
+        return bool(self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    def set_keepalive(self, v: bool) -> None:
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(v))
+
+    def get_keepalive(self) -> bool:
+        return bool(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+    def set_keepalive_parameters(self, p) -> None:
+        self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_KEEPIDLE, max(1, int(p.idle)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_KEEPINTVL, max(1, int(p.interval)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_KEEPCNT, int(p.count))
+
+    def local_address(self) -> socket_address:
+        return _addr(self.sock.getsockname())
+
+    def remote_address(self) -> socket_address:
+        return _addr(self.sock.getpeername())
+
+    def wait_input_shutdown(self) -> Future:
+        raise NotImplementedError("wait_input_shutdown on the posix stack")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pfd.close()
+            self.sock.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class _PosixSource:
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: _PosixConn) -> None:
+        self.conn = conn
+
+    def get(self) -> Future:
+        c = self.conn
+        if c.closed:
+            return make_ready_future(temporary_buffer())
+        try:
+            data = c.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            c.pfd.clear_readable()
+            return c.pfd.readable().then(self.get)
+        except OSError as e:
+            return _failed(OSError(e.errno, e.strerror))
+        return make_ready_future(temporary_buffer(data))
+
+    def close(self) -> None:
+        self.conn.shutdown_input()
+
+
+class _PosixSink:
+    def __init__(self, conn: _PosixConn) -> None:
+        self.conn = conn
+        self.queue: deque = deque()
+        self.queued = 0
+        self.writing = False
+        self.error: BaseException | None = None
+        self.space_waiters: list = []
+        self.flush_waiters: list = []
+
+    def put(self, data) -> Future:
+        if self.error is not None:
+            return _failed(self.error)
+        if self.conn.closed:
+            return _failed(OSError(errno.EPIPE, "connection closed"))
+        self.queue.append(data)
+        self.queued += len(data)
+        if not self.writing:
+            self._drain()
+        if self.error is not None:
+            return _failed(self.error)
+        if self.queued <= HIGH_WATER:
+            return make_ready_future()
+        f = Future()
+        self.space_waiters.append(f)
+        return f
+
+    def _drain(self, _=None) -> None:
+        q = self.queue
+        sock = self.conn.sock
+        self.writing = True
+        while q:
+            try:
+                n = sock.sendmsg(list(q)[:64]) if len(q) > 1 else sock.send(q[0])
+            except BlockingIOError:
+                self.conn.pfd.clear_writable()
+                self.conn.pfd.writable().then_wrapped(self._drain)
+                return
+            except OSError as e:
+                self._fail(OSError(e.errno, e.strerror))
+                return
+            self.queued -= n
+            while n:
+                first = q[0]
+                if n >= len(first):
+                    n -= len(first)
+                    q.popleft()
+                else:
+                    q[0] = memoryview(first)[n:]
+                    n = 0
+        self.writing = False
+        if self.queued <= HIGH_WATER and self.space_waiters:
+            w, self.space_waiters = self.space_waiters, []
+            for f in w:
+                f._set_value(None)
+        if not q and self.flush_waiters:
+            w, self.flush_waiters = self.flush_waiters, []
+            for f in w:
+                f._set_value(None)
+
+    def _fail(self, e: BaseException) -> None:
+        self.error = e
+        self.writing = False
+        self.queue.clear()
+        self.queued = 0
+        for lst in (self.space_waiters, self.flush_waiters):
+            w = lst[:]
+            lst.clear()
+            for f in w:
+                f._set_exception(e)
+
+    def flush(self) -> Future:
+        if self.error is not None:
+            return _failed(self.error)
+        if not self.queue:
+            return make_ready_future()
+        f = Future()
+        self.flush_waiters.append(f)
+        return f
+
+    def close(self) -> Future:
+        return self.flush().then(self.conn.shutdown_output)
+
+
+class _PosixUdp:
+    def __init__(self, reactor, s: socket.socket) -> None:
+        self.sock = s
+        self.pfd = reactor.register_fd(s.fileno())
+        self.closed = False
+
+    def local_address(self) -> socket_address:
+        return _addr(self.sock.getsockname())
+
+    def send(self, dst: socket_address, data) -> Future:
+        try:
+            self.sock.sendto(data, dst.as_tuple())
+        except BlockingIOError:
+            self.pfd.clear_writable()
+            return self.pfd.writable().then(lambda: self.send(dst, data))
+        except OSError as e:
+            return _failed(OSError(e.errno, e.strerror))
+        return make_ready_future()
+
+    def receive(self) -> Future:
+        if self.closed:
+            return _failed(OSError(errno.EBADF, "udp channel closed"))
+        try:
+            data, src = self.sock.recvfrom(65536)
+        except BlockingIOError:
+            self.pfd.clear_readable()
+            return self.pfd.readable().then(self.receive)
+        except OSError as e:
+            return _failed(OSError(e.errno, e.strerror))
+        return make_ready_future(datagram(_addr(src), self.local_address(), temporary_buffer(data)))
+
+    def shutdown_input(self) -> None:
+        self.close()
+
+    def shutdown_output(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pfd.close()
+            self.sock.close()
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass

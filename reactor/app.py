@@ -1,0 +1,293 @@
+"""app_template: Seastar's options, shard start-up, signals and shutdown.
+
+`app_template().run(argv, fn)`:
+
+1. parses Seastar's options plus the application's own (`add_options`);
+2. checks the resources asked for: more shards than CPUs raises
+   RuntimeError("insufficient processing units"); more memory than the
+   machine has raises RuntimeError("insufficient physical memory") -- both
+   before anything starts, so `try: app.run(...) except RuntimeError` works
+   as in the tutorial;
+3. forks shards 1..n-1 (one process each), pins every shard to its own CPU
+   (distinct physical cores first), and applies the per-shard memory budget;
+4. runs fn once on shard 0 and returns when its future resolves: 0 on a
+   value; on failure prints "program failed with uncaught exception: ..."
+   and returns 1;
+5. on SIGINT/SIGTERM, or when a shard process dies, stops every shard and
+   reaps it (no orphans), running at_exit hooks on the way out.
+
+Memory (`-m`, `--reserve-memory`): the budget (default: physical memory minus
+the reserve, 512M by default) is divided evenly between shards, and each
+shard process gets it as RLIMIT_DATA, so a shard that allocates past its
+share gets MemoryError instead of eating its neighbours' memory. The same
+per-shard figure sizes the network stack's buffer pools
+(`engine().config["memory_per_shard"]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import signal
+import sys
+
+from . import shards as _smp
+from .future import futurize
+from .loop import Reactor, ReactorStopped
+
+__all__ = ["app_template", "parse_memory_size", "format_exception"]
+
+_UNITS = {"": 1, "k": 1 << 10, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MIN_SHARD_MEMORY = 32 << 20
+
+
+def parse_memory_size(text: str) -> int:
+    """'512M' -> 536870912. Units k, M, G, T are powers of two (M = 2**20)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKMGT]?)(?:i?B)?\s*", str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid memory size {text!r} (use e.g. 512M, 2G, 1T)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def format_exception(e: BaseException) -> str:
+    """How an uncaught exception is shown: OSError by its message ('bind: Address
+    already in use'), anything else by str() (or its class name if empty)."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e)
+    return text if text else type(e).__name__
+
+
+def physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class Configuration(dict):
+    """Parsed options by name (dashes become underscores; both spellings work)."""
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, key.replace("-", "_"))
+
+    def __contains__(self, key) -> bool:
+        return dict.__contains__(self, key.replace("-", "_"))
+
+    def get(self, key, default=None):
+        return dict.get(self, key.replace("-", "_"), default)
+
+
+class _OptionAdder:
+    """app.add_options()("name", type, default, "help") -- Seastar's style."""
+
+    def __init__(self, group) -> None:
+        self._group = group
+
+    def __call__(self, name: str, type=str, default=None, help: str = "", **kw):  # noqa: A002
+        flag = name if name.startswith("-") else "--" + name
+        if type is bool and default is not None:
+            kw.setdefault("action", argparse.BooleanOptionalAction)
+            self._group.add_argument(flag, default=default, help=help, **kw)
+        else:
+            self._group.add_argument(flag, type=type, default=default, help=help, **kw)
+        return self
+
+
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Network options")
+    g.add_argument("--network-stack", choices=("posix", "native"), default="posix",
+                   help="posix: the kernel's sockets; native: our userspace TCP/IP stack")
+    g.add_argument("--tap-device", default="tap0", help="TAP device for the native stack")
+    g.add_argument("--dev", default=None, help="interface for AF_PACKET (native stack) instead of a TAP")
+    g.add_argument("--host-ipv4-addr", default=None, help="our IPv4 address (native)")
+    g.add_argument("--gw-ipv4-addr", default=None, help="gateway IPv4 address (native)")
+    g.add_argument("--netmask-ipv4-addr", default=None, help="netmask (native)")
+    g.add_argument("--dhcp", action=argparse.BooleanOptionalAction, default=None,
+                   help="obtain the address by DHCP (default unless --host-ipv4-addr is given)")
+    g.add_argument("--hw-address", default=None, help="MAC address of the native stack")
+    g.add_argument("--pcap-out", default=None, help="record every frame to this pcap file")
+    g.add_argument("--csum-offload", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--tso", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--lro", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--stack-seed", type=int, default=None,
+                   help="seed for the stack's randomness (ISNs, IP ids, ports): reproducible runs")
+
+
+class app_template:  # noqa: N801 - Seastar's name
+    def __init__(self, name: str | None = None, description: str | None = None) -> None:
+        self._parser = argparse.ArgumentParser(prog=name, description=description)
+        g = self._parser.add_argument_group("Seastar options")
+        g.add_argument("-c", "--smp", type=int, default=None,
+                       help="number of shards (processes, one per CPU); default: all CPUs")
+        g.add_argument("-m", "--memory", type=parse_memory_size, default=None,
+                       help="memory for the application (k/M/G/T = powers of two), divided between shards")
+        g.add_argument("--reserve-memory", type=parse_memory_size, default=512 << 20,
+                       help="memory left to the OS when -m is not given (default 512M)")
+        g.add_argument("--task-quota-ms", type=float, default=0.5,
+                       help="run ready continuations for at most this long before polling (ms)")
+        g.add_argument("--poll-mode", action="store_true",
+                       help="busy-poll instead of sleeping when idle")
+        g.add_argument("--idle-poll-time-us", type=float, default=0.0,
+                       help="busy-poll this long before sleeping (µs)")
+        add_network_options(self._parser)
+        self._user = self._parser.add_argument_group("Application options")
+        self._config: Configuration | None = None
+
+    # ---- options -------------------------------------------------------------
+    def add_options(self) -> _OptionAdder:
+        return _OptionAdder(self._user)
+
+    def add_option(self, *args, **kwargs) -> None:
+        """argparse-style: app.add_option('--port', type=int, default=1234, help=...)."""
+        self._user.add_argument(*args, **kwargs)
+
+    def configuration(self) -> Configuration:
+        if self._config is None:
+            raise RuntimeError("configuration() is available once run() has parsed the options")
+        return self._config
+
+    # ---- running -------------------------------------------------------------
+    def run(self, argv=None, fn=None) -> int:
+        if fn is None and callable(argv):
+            argv, fn = None, argv
+        if argv is None:
+            argv = sys.argv
+        try:
+            ns = self._parser.parse_args(list(argv[1:]))
+        except SystemExit as e:  # --help, or a bad option (argparse printed why)
+            return int(e.code or 0)
+        cfg = Configuration(vars(ns))
+        self._config = cfg
+
+        cpus = sorted(os.sched_getaffinity(0))
+        n = cfg["smp"] if cfg["smp"] is not None else len(cpus)
+        if n < 1:
+            raise RuntimeError("invalid --smp: must be at least 1")
+        if n > len(cpus):
+            raise RuntimeError("insufficient processing units")
+        phys = physical_memory()
+        if cfg["memory"] is not None:
+            if cfg["memory"] > phys:
+                raise RuntimeError("insufficient physical memory")
+            total = cfg["memory"]
+        else:
+            if cfg["reserve_memory"] >= phys:
+                raise RuntimeError("insufficient physical memory")
+            total = phys - cfg["reserve_memory"]
+        per_shard = total // n
+        if per_shard < MIN_SHARD_MEMORY:
+            raise RuntimeError(
+                f"insufficient memory: {total} bytes for {n} shards is below the "
+                f"{MIN_SHARD_MEMORY >> 20}M minimum per shard")
+        cfg["memory_per_shard"] = per_shard
+        order = _smp.cpu_order(cpus)[:n]
+        cfg["cpus"] = order
+        return _Run(cfg, n, order, per_shard, fn).main()
+
+
+class _Run:
+    """One application run, from shard 0's point of view."""
+
+    def __init__(self, cfg, n, cpus, per_shard, fn) -> None:
+        self.cfg, self.n, self.cpus, self.per_shard, self.fn = cfg, n, cpus, per_shard, fn
+        self.failure: str | None = None
+
+    def _make_reactor(self) -> Reactor:
+        r = Reactor(task_quota=self.cfg["task_quota_ms"] / 1000.0, poll_mode=self.cfg["poll_mode"],
+                    idle_poll_time=self.cfg["idle_poll_time_us"] / 1e6)
+        r.config = self.cfg
+        return r
+
+    def _limit(self, cpu: int):
+        saved_aff = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})
+        saved_data = resource.getrlimit(resource.RLIMIT_DATA)
+        soft, hard = saved_data
+        want = self.per_shard if hard == resource.RLIM_INFINITY else min(self.per_shard, hard)
+        if soft == resource.RLIM_INFINITY or want < soft:
+            # Never below what this process already uses (a parent test runner).
+            try:
+                resource.setrlimit(resource.RLIMIT_DATA, (want, hard))
+            except (ValueError, OSError):
+                pass
+        return saved_aff, saved_data
+
+    def _child_main(self, shard: int, peers, cpu: int) -> int:
+        self._limit(cpu)
+        r = self._make_reactor()
+        mb = _smp._Mailbox(r, peers)
+        _smp._install(shard, self.n, mb)
+        mb.on_stop = lambda code: (setattr(mb, "stopping", True), r.stop(code))
+        mb.on_peer_lost = lambda s: r.stop(1)
+        try:
+            r.run(None)
+        except ReactorStopped:
+            pass
+        r.run_exit_hooks()
+        mb.flush_all()
+        return r._exit_code
+
+    def main(self) -> int:
+        shards = None
+        if self.n > 1:
+            shards = _smp.ShardSet(self.n, self.cpus, self._child_main)
+        saved_aff, saved_data = self._limit(self.cpus[0])
+        old_handlers = {}
+        r = None
+        mb = None
+        try:
+            r = self._make_reactor()
+            if shards is not None:
+                mb = _smp._Mailbox(r, shards.peers)
+                mb.on_peer_lost = lambda s: self._shard_lost(r, shards, s)
+            _smp._install(0, self.n, mb)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[sig] = signal.getsignal(sig)
+                r.handle_signal(sig, lambda sig=sig: r.stop(0))
+            code = 0
+            try:
+                r.run(futurize(self.fn))
+            except ReactorStopped:
+                code = r._exit_code
+                if self.failure:
+                    print(f"program failed: {self.failure}", file=sys.stderr, flush=True)
+            except BaseException as e:  # noqa: BLE001
+                print(f"program failed with uncaught exception: {format_exception(e)}",
+                      file=sys.stderr, flush=True)
+                code = 1
+            r.run_exit_hooks()
+            return code
+        finally:
+            if mb is not None:
+                mb.stopping = True
+                for s in range(1, self.n):
+                    mb.send_stop(s, 0)
+                mb.flush_all()
+            if shards is not None:
+                shards.reap(timeout=5.0)
+            if mb is not None:
+                mb.close()
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+            _smp._reset()
+            if r is not None:
+                r.close()
+            sys.stdout.flush()
+            os.sched_setaffinity(0, saved_aff)
+            try:
+                resource.setrlimit(resource.RLIMIT_DATA, saved_data)
+            except (ValueError, OSError):
+                pass
+
+    def _shard_lost(self, r: Reactor, shards, shard: int) -> None:
+        pid = shards.pids.get(shard)
+        how = "exited"
+        if pid is not None:
+            try:
+                done, status = os.waitpid(pid, 0)
+                shards.pids.pop(shard, None)
+                how = _smp.describe_status(status)
+            except ChildProcessError:
+                pass
+        self.failure = f"shard {shard} died unexpectedly ({how})"
+        r.stop(1)

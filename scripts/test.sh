@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything the tests need into .venv and run the whole suite.
+# Usage: scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+.venv/bin/python -c "import pytest, timeout, trio, scapy, dpkt, pyroute2, hypothesis" 2>/dev/null || \
+  .venv/bin/python -c "import pytest, pytest_timeout, trio, scapy, dpkt, pyroute2, hypothesis"
+# Debian tools used by the network tests (only when run as root on a Debian-like box).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  need=""
+  command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+  command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
+  if [ -n "$need" ]; then
+    (apt-get install -y -q $need >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $need >/dev/null 2>&1)) || \
+      echo "warning: could not install$need; tests that need them will fail" >&2
+  fi
+fi
+exec .venv/bin/python -m pytest "$@"
