@@ -223,7 +223,10 @@ class Reactor:
             done = futurize(fn_or_future)
         else:
             done = as_future(fn_or_future)
-        self._run_until(done)
+        try:
+            self._run_until(done)
+        finally:
+            _fut._set_deadline(float("inf"))
         if not done._state:
             raise ReactorStopped("reactor stopped")
         return done.get()
@@ -231,10 +234,14 @@ class Reactor:
     def run_until_idle(self) -> None:
         """Run until nothing is runnable and no timer is due (never sleeps)."""
         q = _fut._queue
-        while True:
-            self._turn(False)
-            if not q and (self._timers.next_deadline() or float("inf")) > self.now():
-                return
+        try:
+            while True:
+                self._turn(False)
+                nd = self._timers.next_deadline()
+                if not q and (nd is None or nd > self.now()):
+                    return
+        finally:
+            _fut._set_deadline(float("inf"))
 
     def _run_until(self, done: Future) -> None:
         while not done._state and not self._stop_requested:

@@ -372,7 +372,10 @@ class pipe_reader:  # noqa: N801
         self._buf = buf
 
     def read(self) -> Future:
-        """The next item, or None once the writer closed and all items were read."""
+        """The next item, or None once the writer closed and all items were read.
+
+        A future whose value is None calls then() continuations with no
+        argument, so write `lambda item=None: ...` (or await it)."""
         b = self._buf
         if b.q._items:
             return make_ready_future(b.q.pop())

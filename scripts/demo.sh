@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job, on a fresh machine: install, start the servers, talk to them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither" || true
+exec .venv/bin/python scripts/demo.py "$@"

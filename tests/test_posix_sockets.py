@@ -1,0 +1,145 @@
+"""The socket API on the posix stack, in process, on loopback."""
+import errno
+import socket
+
+import pytest
+
+from netstack.sockets import (connect, listen, listen_options, make_ipv4_address, make_udp_channel,
+                              socket_address, temporary_buffer)
+from reactor import make_ready_future, sleep, when_all_succeed
+
+
+def test_temporary_buffer_is_a_zero_copy_view():
+    raw = bytearray(b"hello world")
+    b = temporary_buffer(raw)
+    s = b.share(6, 5)
+    raw[6:11] = b"WORLD"
+    assert bytes(s) == b"WORLD"  # shares memory
+    p = b.prefix(5)
+    assert p == b"hello" and len(p) == 5
+    b.trim_front(6)
+    assert b == b"WORLD"
+    b.trim(3)
+    assert bytes(b) == b"WOR"
+    assert not temporary_buffer() and temporary_buffer(b"x")
+    with pytest.raises(IndexError):
+        b.trim(10)
+    c = b.clone()
+    raw[6] = ord("w")
+    assert c == b"WOR" and b == b"wOR"
+
+
+def test_make_ipv4_address_forms():
+    assert make_ipv4_address(1234) == socket_address("0.0.0.0", 1234)
+    assert make_ipv4_address({1234}) == socket_address("0.0.0.0", 1234)
+    assert str(make_ipv4_address("192.0.2.1", 80)) == "192.0.2.1:80"
+    assert make_ipv4_address("192.0.2.1:80") == make_ipv4_address(("192.0.2.1", 80))
+    with pytest.raises(ValueError):
+        make_ipv4_address(70000)
+    with pytest.raises(ValueError):
+        make_ipv4_address("999.0.0.1", 1)
+
+
+def test_listen_options_rejects_unknown():
+    with pytest.raises(TypeError):
+        listen_options(reuse_adress=True)
+
+
+def test_connect_accept_read_exactly_and_close(reactor):
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)), listen_options(reuse_address=True))
+    port = srv.local_address().port
+
+    def server_side():
+        def got(ar):
+            s = ar.connection
+            inp, out = s.input(), s.output()
+            return inp.read_exactly(5).then(lambda b: out.write(b"<" + bytes(b) + b">")).then(
+                lambda: inp.read_up_to(3)).then(lambda b: out.write(bytes(b))).then(out.close).then(
+                lambda: str(ar.remote_address))
+        return srv.accept().then(got)
+
+    def client_side():
+        def conn(s):
+            inp, out = s.input(), s.output()
+            return out.write(b"hel").then(lambda: out.write(b"lo")).then(lambda: out.write(b"abcdef")).then(
+                out.flush).then(lambda: inp.consume_all()).then(lambda b: (bytes(b), str(s.local_address())))
+        return connect(make_ipv4_address(("127.0.0.1", port))).then(conn)
+    remote, (data, local) = reactor.run(lambda: when_all_succeed(server_side(), client_side()))
+    assert data == b"<hello>abc"
+    assert remote == local
+    srv.close()
+
+
+def test_connect_refused(reactor):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(ConnectionRefusedError):
+        reactor.run(lambda: connect(make_ipv4_address(("127.0.0.1", port))))
+
+
+def test_listen_twice_is_address_in_use(reactor):
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)))
+    with pytest.raises(OSError) as ei:
+        listen(srv.local_address())
+    assert ei.value.errno == errno.EADDRINUSE
+    assert ei.value.strerror == "bind: Address already in use"
+    srv.close()
+
+
+def test_write_future_applies_backpressure(reactor):
+    """A peer that never reads: writes stop resolving once the buffers are full."""
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)))
+    port = srv.local_address().port
+    written = [0]
+
+    def client(s):
+        out = s.output()
+        chunk = b"x" * 65536
+
+        def loop():
+            written[0] += len(chunk)
+            return out.write(chunk).then(loop)
+        loop()  # runs until the future stops resolving
+        return sleep(0.3)
+    accepted = []
+    srv.accept().then(accepted.append)
+    reactor.run(lambda: connect(make_ipv4_address(("127.0.0.1", port))).then(client))
+    # Kernel buffers plus our 256 KiB high-water mark: bounded, far below "infinite".
+    assert 256 << 10 < written[0] < 64 << 20
+    srv.close()
+
+
+def test_reset_by_peer_is_connection_reset(reactor):
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)))
+    port = srv.local_address().port
+    c = socket.create_connection(("127.0.0.1", port))
+
+    def got(ar):
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()  # RST
+        return sleep(0.05).then(lambda: ar.connection.input().read())
+    with pytest.raises(ConnectionResetError):
+        reactor.run(lambda: srv.accept().then(got))
+    srv.close()
+
+
+def test_udp_channel_send_receive(reactor):
+    a = make_udp_channel(make_ipv4_address(("127.0.0.1", 0)))
+    b = make_udp_channel(make_ipv4_address(("127.0.0.1", 0)))
+
+    def go():
+        return a.send(b.local_address(), b"ping").then(b.receive)
+    dg = reactor.run(go)
+    assert bytes(dg.get_data()) == b"ping"
+    assert dg.get_src() == a.local_address()
+    a.close()
+    b.close()
+
+
+def test_native_stack_is_not_available_yet(reactor):
+    reactor.config = {"network_stack": "native"}
+    with pytest.raises(NotImplementedError, match="native"):
+        listen(make_ipv4_address(1234))
+    _ = make_ready_future
