@@ -7,9 +7,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-.venv/bin/python -c "import pytest, timeout, trio, scapy, dpkt, pyroute2, hypothesis" 2>/dev/null || \
-  .venv/bin/python -c "import pytest, pytest_timeout, trio, scapy, dpkt, pyroute2, hypothesis"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' > .venv/pip-install.log 2>&1 || {
+  grep -v "is ignored: it is neither" .venv/pip-install.log >&2; echo "pip install failed" >&2; exit 1; }
 # Debian tools used by the network tests (only when run as root on a Debian-like box).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   need=""
