@@ -204,9 +204,17 @@ class Future:
         A failure skips fn and propagates.
         """
         global _depth
-        if self._state and self._cb is None and _depth < MAX_INLINE_DEPTH and _perf() < _deadline:
-            state, value = self._take()
+        state = self._state
+        if state and self._cb is None and _depth < MAX_INLINE_DEPTH and _perf() < _deadline:
+            if self._used:
+                raise FutureUsedError("future already consumed: a future is single use")
+            self._used = True
+            value = self._result
             if state == _EXC:
+                guard = self._guard
+                if guard is not None:
+                    guard.exc = None
+                    self._guard = None
                 return _failed(value)
             _depth += 1
             try:
@@ -215,13 +223,18 @@ class Future:
                 return _failed(e)
             finally:
                 _depth -= 1
-            if r.__class__ is Future or isinstance(r, Future):
+            cls = r.__class__
+            if cls is Future or cls is Task:
                 return r
-            if r.__class__ is CoroutineType:
+            if cls is CoroutineType:
                 return Task(r)
-            f = Future()
+            if isinstance(r, Future):
+                return r
+            f = _new_future(Future)
             f._state = _VALUE
             f._result = r
+            f._cb = f._cbarg = f._guard = None
+            f._used = False
             return f
         out = Future()
         self._attach(_run_then, (fn, out))
@@ -493,10 +506,15 @@ class Promise:
             f._set_exception(BrokenPromise())
 
 
+_new_future = object.__new__
+
+
 def make_ready_future(value=None) -> Future:
-    f = Future()
+    f = _new_future(Future)
     f._state = _VALUE
     f._result = value
+    f._cb = f._cbarg = f._guard = None
+    f._used = False
     return f
 
 
