@@ -1,0 +1,92 @@
+"""The neighbour cache (RFC 826, RFC 1122 2.3.2).
+
+Entries expire after `arp_timeout`; an entry still in use is refreshed by a
+unicast request shortly before it expires. A packet for an unresolved
+address waits in a bounded per-address queue while requests go out every
+`arp_retry` seconds (rate limited: never more often); after `arp_retries`
+unanswered requests the waiting packets fail with EHOSTUNREACH.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class Pending:
+    __slots__ = ("packets", "requests_sent", "next_request")
+
+    def __init__(self) -> None:
+        self.packets: deque = deque()
+        self.requests_sent = 0
+        self.next_request = 0.0
+
+
+class NeighbourCache:
+    def __init__(self, timeout: float, retry: float, retries: int, queue_limit: int) -> None:
+        self.timeout = timeout
+        self.retry = retry
+        self.retries = retries
+        self.queue_limit = queue_limit
+        self.entries: dict[bytes, list] = {}   # ip -> [mac, expires, refresh_sent]
+        self.pending: dict[bytes, Pending] = {}
+
+    def lookup(self, ip: bytes, now: float):
+        e = self.entries.get(ip)
+        if e is None:
+            return None
+        if e[1] <= now:
+            del self.entries[ip]
+            return None
+        return e[0]
+
+    def needs_refresh(self, ip: bytes, now: float) -> bool:
+        """True once per entry lifetime, when it is about to expire while used."""
+        e = self.entries.get(ip)
+        if e is not None and not e[2] and e[1] - now < self.retry * 2:
+            e[2] = True
+            return True
+        return False
+
+    def learn(self, ip: bytes, mac: bytes, now: float) -> list:
+        """Record ip -> mac; returns the packets that were waiting for it."""
+        self.entries[ip] = [mac, now + self.timeout, False]
+        p = self.pending.pop(ip, None)
+        return list(p.packets) if p is not None else []
+
+    def update_if_known(self, ip: bytes, mac: bytes, now: float) -> bool:
+        if ip in self.entries or ip in self.pending:
+            return True
+        return False
+
+    def enqueue(self, ip: bytes, packet, now: float) -> tuple[bool, bool]:
+        """Queue a packet for an unresolved ip. Returns (queued, send_request_now)."""
+        p = self.pending.get(ip)
+        if p is None:
+            p = self.pending[ip] = Pending()
+        if len(p.packets) >= self.queue_limit:
+            return False, False
+        p.packets.append(packet)
+        if p.requests_sent == 0:
+            p.requests_sent = 1
+            p.next_request = now + self.retry
+            return True, True
+        return True, False
+
+    def poll(self, now: float) -> tuple[list, list]:
+        """(ips to send a request for, [(ip, packets) that failed])."""
+        again, failed = [], []
+        for ip, p in list(self.pending.items()):
+            if p.next_request <= now:
+                if p.requests_sent >= self.retries:
+                    del self.pending[ip]
+                    failed.append((ip, list(p.packets)))
+                else:
+                    p.requests_sent += 1
+                    p.next_request = now + self.retry
+                    again.append(ip)
+        return again, failed
+
+    def poll_at(self):
+        if not self.pending:
+            return None
+        return min(p.next_request for p in self.pending.values())

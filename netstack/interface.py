@@ -1,0 +1,489 @@
+"""Interface: one network interface's protocol stack, sans-IO.
+
+    iface = Interface(InterfaceConfig(mac=..., ip=..., seed=1))
+    iface.receive_frame(frame, now)        # bytes in
+    for frame in iface.frames_to_send(now): ...   # bytes out
+    iface.poll_at()                         # when to call frames_to_send again
+    iface.pop_events()                      # [(object, Event)] for the socket layer
+
+`receive_frame` never raises for remote input: a malformed or unwanted frame
+is a drop counted under its reason in `stats()`. Local misuse (binding a port
+twice, sending on a closed endpoint) raises.
+
+Checksums: `receive_frame(..., checksum_verified=True)` says the device has
+already validated the L4 checksum (virtio DATA_VALID or NEEDS_CSUM frames),
+so it is not recomputed. With `tx_checksum_offload`, outgoing TCP/UDP
+segments carry only the pseudo-header sum and `frames_to_send` returns
+`TxFrame`s that tell the driver where the checksum goes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import defaultdict
+from typing import NamedTuple
+
+from .arp import NeighbourCache
+from .config import InterfaceConfig
+from .ipv4 import Reassembler, fragment
+from .tcp import TCB, Event, IsnGenerator, Listener, State
+from .udp import UdpEndpoint
+from .wire import (ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4,
+                   IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, ArpRepr, EthernetRepr, IcmpRepr,
+                   Ipv4Repr, MalformedPacket, TcpRepr, UdpRepr)
+from .wire import icmp as icmpw
+from .wire.tcp import ACK, RST, SYN
+
+__all__ = ["Interface", "TxFrame", "NetError"]
+
+_ETH = struct.Struct("!6s6sH")
+
+
+class TxFrame(NamedTuple):
+    """A frame plus what an offloading driver needs: where the L4 checksum
+    starts and where it is stored (0, 0: complete), and the TSO segment size
+    (0: no segmentation)."""
+
+    data: bytes
+    csum_start: int = 0
+    csum_offset: int = 0
+    gso_size: int = 0
+
+
+class NetError(OSError):
+    pass
+
+
+def _parse_quoted_ipv4(inner):
+    """The IP header quoted in an ICMP error, whose datagram is cut after 8 bytes
+    of its payload (so total length is not checked against what is there)."""
+    if len(inner) < 20:
+        raise MalformedPacket("icmp_error_truncated")
+    hlen = (inner[0] & 0x0F) * 4
+    if inner[0] >> 4 != 4 or hlen < 20 or len(inner) < hlen:
+        raise MalformedPacket("icmp_error_bad_quote")
+    proto = inner[9]
+    src, dst = bytes(inner[12:16]), bytes(inner[16:20])
+    return Ipv4Repr(src, dst, proto, len(inner) - hlen), inner[hlen:]
+
+
+class Interface:
+    def __init__(self, config: InterfaceConfig, now: float = 0.0) -> None:
+        self.cfg = config
+        self.mac = config.mac
+        self.ip = config.ip
+        self.rng = config.rng
+        self._mask_int = int.from_bytes(config.netmask, "big")
+        self._net = int.from_bytes(config.ip, "big") & self._mask_int
+        self.neighbours = NeighbourCache(config.arp_timeout, config.arp_retry, config.arp_retries,
+                                         config.arp_queue_limit)
+        self.reassembler = Reassembler(config.reassembly_timeout, config.reassembly_limit)
+        self.tx: list = []
+        self.counters: dict[str, int] = defaultdict(int)
+        self.tcbs: dict[tuple, TCB] = {}
+        self.listeners: dict[int, Listener] = {}
+        self.udp: dict[int, UdpEndpoint] = {}
+        self.events: list = []
+        self.dirty: set = set()
+        self.isn = IsnGenerator(self.rng.getrandbits(128).to_bytes(16, "big"))
+        self.ip_ident = self.rng.getrandbits(16)
+        self.ping_replies: list = []      # echo replies received: (src, ident, seq, data)
+        self.unreachable_errors: list = []
+        if config.gratuitous_arp:
+            self._send_arp(ARP_REQUEST, BROADCAST_MAC, b"\x00" * 6, self.ip)
+
+    # ---- stats ----------------------------------------------------------------------
+    def drop(self, reason: str) -> None:
+        self.counters["drop_" + reason] += 1
+
+    def stats(self) -> dict:
+        s = dict(self.counters)
+        s["tcp_connections"] = len(self.tcbs)
+        s["arp_entries"] = len(self.neighbours.entries)
+        return s
+
+    # ---- input ------------------------------------------------------------------------
+    def receive_frame(self, frame, now: float, checksum_verified: bool = False) -> None:
+        self.counters["rx_frames"] += 1
+        try:
+            self._receive(frame, now, checksum_verified)
+        except MalformedPacket as e:
+            self.drop(e.reason)
+        except Exception as e:  # noqa: BLE001 - a bug, but never let remote input crash us
+            self.drop("internal_error")
+            self.last_internal_error = e
+
+    def _receive(self, frame, now: float, csum_ok: bool) -> None:
+        if len(frame) < 14:
+            raise MalformedPacket("ethernet_truncated")
+        dst, src, ethertype = _ETH.unpack_from(frame, 0)
+        if dst != self.mac and dst != BROADCAST_MAC:
+            self.drop("ethernet_not_for_us")
+            return
+        payload = memoryview(frame)[14:]
+        if ethertype == ETHERTYPE_IPV4:
+            self._receive_ipv4(src, payload, now, csum_ok)
+        elif ethertype == ETHERTYPE_ARP:
+            self._receive_arp(ArpRepr.parse(payload), now)
+        else:
+            self.drop("ethertype_unsupported")
+
+    def _receive_arp(self, arp: ArpRepr, now: float) -> None:
+        self.counters["rx_arp"] += 1
+        if arp.source_ip == b"\x00\x00\x00\x00" or arp.source_hw in (BROADCAST_MAC, b"\x00" * 6):
+            if arp.operation != ARP_REQUEST:
+                self.drop("arp_bad_source")
+                return
+        # RFC 826: update an existing entry; add one if the request is for us.
+        for_us = arp.target_ip == self.ip
+        if arp.source_ip != b"\x00\x00\x00\x00" and (for_us or arp.source_ip in self.neighbours.entries
+                                                    or arp.source_ip in self.neighbours.pending):
+            for pkt in self.neighbours.learn(arp.source_ip, arp.source_hw, now):
+                self._emit_frame(arp.source_hw, pkt)
+        if arp.operation == ARP_REQUEST:
+            if for_us:
+                self._send_arp(ARP_REPLY, arp.source_hw, arp.source_hw, arp.source_ip)
+            else:
+                self.drop("arp_not_for_us")
+        elif arp.operation != ARP_REPLY:
+            self.drop("arp_bad_operation")
+
+    def _receive_ipv4(self, src_mac: bytes, payload, now: float, csum_ok: bool) -> None:
+        ip, data = Ipv4Repr.parse(payload)
+        if ip.dst != self.ip:
+            if ip.dst == b"\xff\xff\xff\xff" or ip.dst == self._broadcast():
+                if ip.protocol != IP_PROTO_UDP:
+                    self.drop("ipv4_broadcast_ignored")
+                    return
+            else:
+                self.drop("ipv4_wrong_destination")
+                return
+        self.counters["rx_ipv4"] += 1
+        if ip.more_frags or ip.frag_offset:
+            whole = self.reassembler.add(ip, data, now, self.drop)
+            if whole is None:
+                return
+            self.counters["ipv4_reassembled"] += 1
+            data = memoryview(whole)
+            csum_ok = False
+        proto = ip.protocol
+        if proto == IP_PROTO_TCP:
+            self._receive_tcp(ip, data, now, csum_ok)
+        elif proto == IP_PROTO_UDP:
+            self._receive_udp(ip, data, now, csum_ok)
+        elif proto == IP_PROTO_ICMP:
+            self._receive_icmp(ip, data, now)
+        else:
+            self.drop("ipv4_unknown_protocol")
+            self._send_unreachable(ip, icmpw.UNREACH_PROTOCOL, now, data)
+
+    def _broadcast(self) -> bytes:
+        return ((self._net | (~self._mask_int & 0xFFFFFFFF)) & 0xFFFFFFFF).to_bytes(4, "big")
+
+    def _receive_icmp(self, ip: Ipv4Repr, data, now: float) -> None:
+        msg = IcmpRepr.parse(data)
+        self.counters["rx_icmp"] += 1
+        if msg.type == icmpw.ECHO_REQUEST:
+            reply = IcmpRepr(icmpw.ECHO_REPLY, 0, msg.rest_hi, msg.rest_lo, msg.data)
+            self.send_ip(ip.src, IP_PROTO_ICMP, reply.emit(), now)
+        elif msg.type == icmpw.ECHO_REPLY:
+            self.ping_replies.append((ip.src, msg.rest_hi, msg.rest_lo, bytes(msg.data)))
+        elif msg.type == icmpw.DEST_UNREACHABLE:
+            self._icmp_error(msg, now)
+        else:
+            self.drop("icmp_unhandled_type")
+
+    def _icmp_error(self, msg: IcmpRepr, now: float) -> None:
+        """Deliver an ICMP error to the TCP connection / UDP endpoint it concerns."""
+        inner = msg.data
+        if len(inner) < 28:
+            raise MalformedPacket("icmp_error_truncated")
+        ip, l4 = _parse_quoted_ipv4(inner)
+        if ip.src != self.ip or len(l4) < 4:
+            self.drop("icmp_error_not_ours")
+            return
+        sport, dport = struct.unpack_from("!HH", l4, 0)
+        self.unreachable_errors.append((ip.dst, ip.protocol, sport, dport, msg.code))
+        if ip.protocol == IP_PROTO_TCP:
+            tcb = self.tcbs.get((self.ip, sport, ip.dst, dport))
+            if tcb is None:
+                self.drop("icmp_error_no_connection")
+                return
+            if msg.code == icmpw.UNREACH_FRAG_NEEDED:
+                tcb.icmp_mtu(msg.rest_lo or 576)
+            else:
+                tcb.icmp_unreachable(msg.code)
+            self._touch(tcb)
+
+    def _receive_udp(self, ip: Ipv4Repr, data, now: float, csum_ok: bool) -> None:
+        udp, payload = UdpRepr.parse(data, ip.src, ip.dst, not csum_ok)
+        self.counters["rx_udp"] += 1
+        ep = self.udp.get(udp.dst_port)
+        if ep is None:
+            self.drop("udp_no_listener")
+            if ip.dst == self.ip:
+                self._send_unreachable(ip, icmpw.UNREACH_PORT, now, data)
+            return
+        if ep.deliver(ip.src, udp.src_port, ip.dst, payload):
+            self.events.append((ep, Event.READABLE))
+        else:
+            self.drop("udp_queue_full")
+
+    def _send_unreachable(self, ip: Ipv4Repr, code: int, now: float, l4) -> None:
+        # RFC 1812 4.3.2.3: the original IP header + at least 8 bytes of its data
+        hdr = Ipv4Repr(ip.src, ip.dst, ip.protocol, ip.payload_len, ip.ttl, ip.ident, ip.dont_frag,
+                       ip.more_frags, ip.frag_offset, ip.tos).emit()
+        body = hdr + bytes(l4[:8])
+        self.send_ip(ip.src, IP_PROTO_ICMP, IcmpRepr(icmpw.DEST_UNREACHABLE, code, 0, 0, body).emit(), now)
+
+    def _receive_tcp(self, ip: Ipv4Repr, data, now: float, csum_ok: bool) -> None:
+        seg, payload = TcpRepr.parse(data, ip.src, ip.dst, not csum_ok)
+        self.counters["rx_tcp"] += 1
+        key = (self.ip, seg.dst_port, ip.src, seg.src_port)
+        tcb = self.tcbs.get(key)
+        if tcb is not None:
+            tcb.on_segment(seg, payload, now)
+            self._touch(tcb)
+            return
+        lst = self.listeners.get(seg.dst_port)
+        flags = seg.flags
+        if lst is not None and flags & SYN and not flags & (ACK | RST):
+            if not lst.can_take_syn():
+                self.drop("tcp_listen_queue_full")
+                return
+            if seg.src_port == 0:
+                self.drop("tcp_bad_port")
+                return
+            tcb = TCB(self.cfg.tcp, self.ip, seg.dst_port, ip.src, seg.src_port,
+                      self.isn.isn(key, now), now, self._route_mss(ip.src), self.cfg.tso_max)
+            lst.add_half_open(tcb)
+            tcb.open_passive(seg, now)
+            self.tcbs[key] = tcb
+            self._touch(tcb)
+            return
+        # No connection: answer with RST (RFC 9293 3.10.7.1), never to a RST.
+        self.drop("tcp_no_connection")
+        if flags & RST:
+            return
+        if flags & ACK:
+            rst = TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            seglen = len(payload) + (1 if flags & SYN else 0) + (1 if flags & 0x01 else 0)
+            rst = TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seglen) & 0xFFFFFFFF, RST | ACK, 0)
+        self._send_tcp(ip.src, rst, b"", now)
+
+    # ---- TCP API --------------------------------------------------------------------------
+    def tcp_listen(self, port: int, backlog: int = 128, syn_backlog: int | None = None) -> Listener:
+        if port in self.listeners:
+            raise OSError(98, "bind: Address already in use")
+        lst = Listener(port, backlog, syn_backlog or self.cfg.tcp.syn_backlog)
+        self.listeners[port] = lst
+        return lst
+
+    def tcp_unlisten(self, lst: Listener) -> None:
+        if self.listeners.get(lst.port) is lst:
+            del self.listeners[lst.port]
+        lst.closed = True
+        for tcb in list(lst.half_open):
+            tcb.abort()
+            self._touch(tcb)
+        while lst.accept_queue:
+            tcb = lst.accept_queue.popleft()
+            tcb.abort()
+            self._touch(tcb)
+
+    def port_in_use(self, port: int) -> bool:
+        return port in self.listeners or any(k[1] == port for k in self.tcbs)
+
+    def tcp_connect(self, remote_ip: bytes, remote_port: int, now: float, local_port: int | None = None) -> TCB:
+        if local_port is None:
+            local_port = self.ephemeral_port(remote_ip, remote_port)
+        key = (self.ip, local_port, remote_ip, remote_port)
+        if key in self.tcbs:
+            raise OSError(98, "connect: Address already in use")
+        tcb = TCB(self.cfg.tcp, self.ip, local_port, remote_ip, remote_port, self.isn.isn(key, now), now,
+                  self._route_mss(remote_ip), self.cfg.tso_max)
+        tcb.open_active(now)
+        self.tcbs[key] = tcb
+        self._touch(tcb)
+        return tcb
+
+    def ephemeral_port(self, remote_ip: bytes, remote_port: int, accept=None) -> int:
+        lo, hi = self.cfg.ephemeral_ports
+        for _ in range(hi - lo + 1):
+            p = self.rng.randint(lo, hi)
+            if (self.ip, p, remote_ip, remote_port) not in self.tcbs and p not in self.listeners \
+                    and (accept is None or accept(p)):
+                return p
+        raise OSError(99, "connect: Cannot assign requested address")
+
+    def _route_mss(self, dst: bytes) -> int:
+        return self.cfg.mtu - 40
+
+    def _touch(self, tcb: TCB) -> None:
+        self.dirty.add(tcb)
+
+    # ---- UDP API ----------------------------------------------------------------------------
+    def udp_bind(self, port: int = 0) -> UdpEndpoint:
+        if port == 0:
+            lo, hi = self.cfg.ephemeral_ports
+            for _ in range(1000):
+                port = self.rng.randint(lo, hi)
+                if port not in self.udp:
+                    break
+        if port in self.udp:
+            raise OSError(98, "bind: Address already in use")
+        ep = UdpEndpoint(self, port, self.cfg.udp_queue_limit)
+        self.udp[port] = ep
+        return ep
+
+    def udp_unbind(self, port: int) -> None:
+        self.udp.pop(port, None)
+
+    def udp_send(self, src_port: int, dst_ip: bytes, dst_port: int, payload, now: float) -> None:
+        if len(payload) > 65507:
+            raise OSError(90, "Message too long")
+        seg = UdpRepr(src_port, dst_port).emit(payload, self.ip, dst_ip, checksum=True)
+        self.send_ip(dst_ip, IP_PROTO_UDP, seg, now)
+
+    def ping(self, dst_ip: bytes, ident: int, seq: int, data: bytes, now: float) -> None:
+        self.send_ip(dst_ip, IP_PROTO_ICMP, IcmpRepr(icmpw.ECHO_REQUEST, 0, ident, seq, data).emit(), now)
+
+    # ---- output ------------------------------------------------------------------------------
+    def _next_hop(self, dst: bytes) -> bytes:
+        if (int.from_bytes(dst, "big") & self._mask_int) == self._net or dst == b"\xff\xff\xff\xff":
+            return dst
+        if self.cfg.gateway is None:
+            raise OSError(101, "Network is unreachable")
+        return self.cfg.gateway
+
+    def send_ip(self, dst: bytes, protocol: int, l4: bytes, now: float, dont_frag: bool = False,
+                offload: tuple = (0, 0, 0)) -> None:
+        """Send one IP datagram (fragmenting above the MTU)."""
+        self.ip_ident = (self.ip_ident + 1) & 0xFFFF
+        mtu = self.cfg.mtu
+        if len(l4) + 20 <= mtu or offload[2]:
+            hdr = Ipv4Repr(self.ip, dst, protocol, len(l4), 64, self.ip_ident, dont_frag).emit()
+            self._to_link(dst, (hdr + l4, offload), now)
+            return
+        if dont_frag:
+            raise OSError(90, "Message too long")
+        for off, more, chunk in fragment(l4, mtu):
+            hdr = Ipv4Repr(self.ip, dst, protocol, len(chunk), 64, self.ip_ident, False, more, off).emit()
+            self._to_link(dst, (hdr + chunk, (0, 0, 0)), now)
+        self.counters["tx_fragmented"] += 1
+
+    def _to_link(self, dst: bytes, packet, now: float) -> None:
+        try:
+            hop = self._next_hop(dst)
+        except OSError:
+            self.drop("tx_no_route")
+            return
+        if hop == b"\xff\xff\xff\xff" or hop == self._broadcast():
+            self._emit_frame(BROADCAST_MAC, packet)
+            return
+        mac = self.neighbours.lookup(hop, now)
+        if mac is not None:
+            self._emit_frame(mac, packet)
+            if self.neighbours.needs_refresh(hop, now):
+                self._send_arp(ARP_REQUEST, mac, b"\x00" * 6, hop)
+            return
+        queued, request = self.neighbours.enqueue(hop, packet, now)
+        if not queued:
+            self.drop("arp_queue_full")
+        if request:
+            self._send_arp(ARP_REQUEST, BROADCAST_MAC, b"\x00" * 6, hop)
+
+    def _emit_frame(self, dst_mac: bytes, packet) -> None:
+        data, (csum_start, csum_offset, gso) = packet
+        frame = _ETH.pack(dst_mac, self.mac, ETHERTYPE_IPV4) + data
+        if csum_start or gso:
+            self.tx.append(TxFrame(frame, csum_start, csum_offset, gso))
+        else:
+            self.tx.append(frame)
+        self.counters["tx_frames"] += 1
+
+    def _send_arp(self, op: int, dst_mac: bytes, target_hw: bytes, target_ip: bytes) -> None:
+        arp = ArpRepr(op, self.mac, self.ip, target_hw, target_ip).emit()
+        self.tx.append(_ETH.pack(dst_mac, self.mac, ETHERTYPE_ARP) + arp)
+        self.counters["tx_arp"] += 1
+
+    def _send_tcp(self, dst: bytes, seg: TcpRepr, payload, now: float) -> None:
+        offload = self.cfg.tx_checksum_offload
+        data = seg.emit(payload, self.ip, dst, checksum=not offload)
+        gso = 0
+        if self.cfg.tso_max and len(payload) > self.cfg.tcp.mss:
+            gso = self.cfg.tcp.mss
+        meta = (34, 16, gso) if offload else (0, 0, gso)
+        if gso and not offload:
+            raise RuntimeError("TSO needs tx_checksum_offload")
+        self.send_ip(dst, IP_PROTO_TCP, data, now, dont_frag=True, offload=meta)
+
+    def frames_to_send(self, now: float) -> list:
+        """Run timers and collect every frame that is due. Returns bytes or TxFrame."""
+        self._poll_timers(now)
+        out = self.tx
+        self.tx = []
+        return out
+
+    def _poll_timers(self, now: float) -> None:
+        again, failed = self.neighbours.poll(now)
+        for ip in again:
+            self._send_arp(ARP_REQUEST, BROADCAST_MAC, b"\x00" * 6, ip)
+        for ip, packets in failed:
+            self.counters["drop_arp_unresolved"] += len(packets)
+            for tcb in self.tcbs.values():
+                if tcb.remote_ip == ip and tcb.state is State.SYN_SENT:
+                    tcb._finish(OSError(113, "No route to host"))
+                    self._touch(tcb)
+        self.reassembler.expire(now, self.drop)
+        due = self.dirty
+        self.dirty = set()
+        for tcb in list(self.tcbs.values()):
+            if tcb in due:
+                continue
+            t = tcb.poll_at()
+            if t is not None and t <= now:
+                due.add(tcb)
+        for tcb in due:
+            for seg, payload in tcb.poll(now):
+                self._send_tcp(tcb.remote_ip, seg, payload, now)
+            self._collect(tcb)
+
+    def _collect(self, tcb: TCB) -> None:
+        if tcb.events:
+            for ev in tcb.events:
+                self.events.append((tcb, ev))
+            tcb.events.clear()
+        if tcb.state is State.CLOSED:
+            k = tcb.four_tuple
+            if self.tcbs.get(k) is tcb:
+                del self.tcbs[k]
+            if tcb.listener is not None:
+                tcb.listener.forget(tcb)
+                tcb.listener = None
+            if tcb.rst_pending is not None:
+                self._send_tcp(tcb.remote_ip, tcb.rst_pending, b"", 0.0)
+                tcb.rst_pending = None
+        for lst in self.listeners.values():
+            if lst.events:
+                for ev in lst.events:
+                    self.events.append((lst, ev))
+                lst.events.clear()
+
+    def pop_events(self) -> list:
+        for tcb in list(self.dirty):
+            self._collect(tcb)
+        out = self.events
+        self.events = []
+        return out
+
+    def poll_at(self):
+        """The earliest time frames_to_send must run (0.0: now), or None."""
+        if self.tx or self.dirty:
+            return 0.0
+        t = None
+        for x in [self.neighbours.poll_at(), self.reassembler.poll_at()] + [tcb.poll_at() for tcb in self.tcbs.values()]:
+            if x is not None and (t is None or x < t):
+                t = x
+        return t

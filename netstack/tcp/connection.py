@@ -1,0 +1,976 @@
+"""The TCP control block: one connection's state machine (RFC 9293).
+
+Theory of operation
+-------------------
+Everything that changes `self.state` lives in this file, through `_set_state`.
+The TCB is sans-IO: `on_segment(seg, payload, now)` takes a parsed segment,
+`poll(now)` runs due timers and returns the segments to send as
+``(TcpRepr, payload)`` pairs, `poll_at()` says when `poll` must next run, and
+the user calls `send`, `recv`, `close`, `abort`. What happened is reported as
+`Event`s appended to `self.events` (the Interface collects them).
+
+Sequence numbers are ints in 0..2**32-1 compared only with `seq_*` helpers.
+The send buffer holds the bytes from SND.UNA on; the receive queue holds
+in-order bytes not yet read by the user; out-of-order segments wait in
+`ooo` (bounded by `ooo_limit` bytes) and are advertised with SACK blocks.
+
+Timers (absolute times, None when stopped): retransmission (`rto_at`),
+delayed ACK (`delack_at`), persist (`persist_at`), keepalive
+(`keepalive_at`), TIME-WAIT / SYN timeouts (`timewait_at`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..wire.seq import MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
+from . import congestion
+from .state import CAN_RECEIVE, CAN_SEND, SYNCHRONIZED, Event, State
+
+__all__ = ["TCB", "SendBuffer", "TcpError"]
+
+MAX_WINDOW_SHIFT = 14          # RFC 7323 2.3
+DUPACK_THRESHOLD = 3           # RFC 5681 3.2
+PAWS_IDLE = 24 * 24 * 3600     # RFC 7323 5.5: ts_recent is invalid after 24 days idle
+
+
+class TcpError(Exception):
+    pass
+
+
+class SendBuffer:
+    """Bytes from SND.UNA on, as a deque of chunks (no big memmove on each ACK)."""
+
+    __slots__ = ("chunks", "head", "size")
+
+    def __init__(self) -> None:
+        self.chunks: deque = deque()
+        self.head = 0   # offset into chunks[0]
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def append(self, data) -> None:
+        if len(data):
+            self.chunks.append(bytes(data))
+            self.size += len(data)
+
+    def peek(self, offset: int, n: int):
+        """Up to n bytes starting offset bytes after SND.UNA."""
+        n = min(n, self.size - offset)
+        if n <= 0:
+            return b""
+        pos = offset + self.head
+        out = []
+        need = n
+        for c in self.chunks:
+            lc = len(c)
+            if pos >= lc:
+                pos -= lc
+                continue
+            take = min(lc - pos, need)
+            if pos == 0 and take == lc and need == n and take == n:
+                return c
+            out.append(memoryview(c)[pos:pos + take])
+            need -= take
+            pos = 0
+            if not need:
+                break
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def consume(self, n: int) -> None:
+        n = min(n, self.size)
+        self.size -= n
+        n += self.head
+        chunks = self.chunks
+        while chunks and n >= len(chunks[0]):
+            n -= len(chunks.popleft())
+        self.head = n if chunks else 0
+
+
+class TCB:
+    def __init__(self, cfg, local_ip: bytes, local_port: int, remote_ip: bytes, remote_port: int,
+                 iss: int, now: float, mss_limit: int | None = None, tso_max: int = 0) -> None:
+        self.cfg = cfg
+        self.local_ip, self.local_port = local_ip, local_port
+        self.remote_ip, self.remote_port = remote_ip, remote_port
+        self.state = State.CLOSED
+        self.events: list = []
+        self.error: BaseException | None = None
+        self.listener = None
+        # send side
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss           # highest sequence number sent + 1
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        self.sbuf = SendBuffer()
+        self.fin_queued = False      # user closed the sending side
+        self.syn_acked = False
+        # receive side
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rq: deque = deque()     # in-order data not yet read
+        self.rq_bytes = 0
+        self.ooo: list = []          # sorted [(seq, bytes)]
+        self.ooo_bytes = 0
+        self.fin_received = False
+        self.last_ack_sent = 0
+        self.last_wnd_sent = 0
+        # options
+        self.our_mss = cfg.mss if mss_limit is None else min(cfg.mss, mss_limit)
+        self.mss = 536               # RFC 9293 3.7.1 default until the peer says
+        self.tso_max = tso_max
+        self.rcv_wscale = 0
+        self.snd_wscale = 0
+        self.ws_ok = False
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_age = now
+        self.sack_ok = False
+        self.sacked: list = []       # peer's SACK scoreboard: merged [(left, right)]
+        # timers and RTT (RFC 6298)
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = cfg.rto_initial
+        self.rto_at: float | None = None
+        self.retries = 0
+        self.rtt_seq: int | None = None
+        self.rtt_time = 0.0
+        self.delack_at: float | None = None
+        self.ack_now = False
+        self.unacked_segments = 0
+        self.persist_at: float | None = None
+        self.persist_backoff = 0
+        self.keepalive = False
+        self.keepalive_idle = cfg.keepalive_idle
+        self.keepalive_interval = cfg.keepalive_interval
+        self.keepalive_count = cfg.keepalive_count
+        self.keepalive_at: float | None = None
+        self.keepalive_probes = 0
+        self.timewait_at: float | None = None
+        self.last_recv = now
+        self.nodelay = False
+        # loss recovery
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = iss
+        self.rexmit_next = iss
+        self.cc = congestion.make(cfg.congestion, 536, cfg.initial_cwnd_segments)
+        self.rst_pending: TcpRepr | None = None
+        self.recv_buffer = cfg.recv_buffer
+        self.send_limit = cfg.send_buffer
+        self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "challenge_acks": 0,
+                      "dup_acks": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
+        self._was_writable = True
+
+    # ---- state -------------------------------------------------------------
+    def _set_state(self, new: State) -> None:
+        self.state = new
+
+    def __repr__(self) -> str:
+        return (f"<TCB {self.local_port}->{self.remote_port} {self.state.value} una={self.snd_una} "
+                f"nxt={self.snd_nxt} rcv_nxt={self.rcv_nxt}>")
+
+    @property
+    def four_tuple(self):
+        return (self.local_ip, self.local_port, self.remote_ip, self.remote_port)
+
+    # ---- opening -------------------------------------------------------------
+    def open_active(self, now: float) -> None:
+        """connect(): send a SYN."""
+        if self.state is not State.CLOSED:
+            raise TcpError(f"connect in state {self.state.value}")
+        self._choose_wscale()
+        self._set_state(State.SYN_SENT)
+        self.snd_nxt = self.iss
+        self.ack_now = False
+        self._arm_rto(now)
+
+    def open_passive(self, syn: TcpRepr, now: float) -> None:
+        """A listener accepted a SYN: answer with SYN-ACK (state SYN-RECEIVED)."""
+        self._choose_wscale()
+        self.irs = syn.seq
+        self.rcv_nxt = seq_add(syn.seq, 1)
+        self._take_syn_options(syn)
+        self.snd_wnd = syn.window  # never scaled in a SYN (RFC 7323 2.2)
+        self.snd_wl1 = syn.seq
+        self.max_snd_wnd = self.snd_wnd
+        self._set_state(State.SYN_RECEIVED)
+        if syn.timestamp is not None and self.ts_ok:
+            self.ts_recent = syn.timestamp[0]
+            self.ts_recent_age = now
+        self._arm_rto(now)
+
+    def _choose_wscale(self) -> None:
+        s = 0
+        if self.cfg.window_scale:
+            while (self.recv_buffer >> s) > 65535 and s < MAX_WINDOW_SHIFT:
+                s += 1
+        self.rcv_wscale = s
+
+    def _take_syn_options(self, syn: TcpRepr) -> None:
+        peer_mss = syn.mss if syn.mss is not None else 536
+        self.mss = max(64, min(self.our_mss, peer_mss))
+        self.cc.mss = self.mss
+        self.cc.cwnd = min(self.cfg.initial_cwnd_segments * self.mss, max(2 * self.mss, 14600))
+        if self.cfg.window_scale and syn.wscale is not None:
+            self.ws_ok = True
+            self.snd_wscale = min(syn.wscale, MAX_WINDOW_SHIFT)
+        else:
+            self.ws_ok = False
+            self.snd_wscale = 0
+            self.rcv_wscale = 0
+        self.ts_ok = self.cfg.timestamps and syn.timestamp is not None
+        self.sack_ok = self.cfg.sack and syn.sack_permitted
+        if self.ts_ok:
+            # The MSS counts no options: leave room for the timestamp option on
+            # every segment (RFC 6691).
+            self.mss -= 12
+            self.cc.mss = self.mss
+
+    # ---- user calls ------------------------------------------------------------
+    def send_space(self) -> int:
+        return max(0, self.send_limit - len(self.sbuf))
+
+    def send(self, data) -> int:
+        """Queue data; returns how many bytes were accepted (0 when full)."""
+        if self.error is not None:
+            raise self.error
+        if self.fin_queued or self.state not in CAN_SEND and self.state not in (State.SYN_SENT, State.SYN_RECEIVED):
+            raise BrokenPipeError(32, "send on a closed connection")
+        n = min(len(data), self.send_space())
+        if n:
+            self.sbuf.append(memoryview(data)[:n] if n < len(data) else data)
+        if self.send_space() == 0:
+            self._was_writable = False
+        return n
+
+    def recv_available(self) -> int:
+        return self.rq_bytes
+
+    def recv(self, max_bytes: int = 1 << 30):
+        """Up to max_bytes of in-order data (b"" if none). Opens the window."""
+        if not self.rq:
+            return b""
+        first = self.rq[0]
+        if len(first) <= max_bytes:
+            self.rq.popleft()
+            out = first
+        else:
+            out = first[:max_bytes]
+            self.rq[0] = first[max_bytes:]
+        self.rq_bytes -= len(out)
+        # window update if the window grew by 2 MSS or half the buffer (RFC 9293 3.8.6.2.2)
+        if self.state in CAN_RECEIVE:
+            wnd = self._rcv_window()
+            if wnd - self.last_wnd_sent >= min(self.recv_buffer // 2, 2 * self.mss):
+                self.ack_now = True
+        return out
+
+    def at_eof(self) -> bool:
+        return self.fin_received and not self.rq
+
+    def close(self) -> None:
+        """Shut down the sending side: FIN after all queued data."""
+        st = self.state
+        if st is State.SYN_SENT or st is State.CLOSED:
+            self._finish(None)
+            return
+        if st is State.LISTEN:
+            self._finish(None)
+            return
+        self.fin_queued = True
+
+    def abort(self) -> None:
+        """Reset the connection now (RFC 9293 ABORT)."""
+        if self.state in SYNCHRONIZED or self.state is State.SYN_RECEIVED:
+            self.rst_pending = self._seg(self.snd_nxt, 0, RST)
+        self._finish(ConnectionAbortedError(103, "connection aborted"))
+
+    def set_keepalive(self, on: bool, idle=None, interval=None, count=None) -> None:
+        self.keepalive = on
+        if idle is not None:
+            self.keepalive_idle = idle
+        if interval is not None:
+            self.keepalive_interval = interval
+        if count is not None:
+            self.keepalive_count = count
+        self.keepalive_at = None
+        self.keepalive_probes = 0
+
+    def icmp_mtu(self, mtu: int) -> None:
+        """Fragmentation needed: lower the MSS (RFC 1191)."""
+        new = max(68 - 40, mtu - 40)
+        if new < self.mss:
+            self.mss = new
+            self.cc.mss = new
+            self.snd_nxt = self.snd_una  # resend with the smaller size
+            self.ack_now = True
+
+    def icmp_unreachable(self, code: int) -> None:
+        if self.state is State.SYN_SENT and code in (2, 3):
+            self._finish(ConnectionRefusedError(111, "Connection refused"))
+
+    # ---- input -----------------------------------------------------------------
+    def on_segment(self, seg: TcpRepr, payload, now: float) -> None:
+        st = self.state
+        flags = seg.flags
+        self.last_recv = now
+        if st is State.SYN_SENT:
+            self._on_syn_sent(seg, payload, now)
+            return
+        if st is State.CLOSED:
+            return
+        plen = len(payload)
+        seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        # PAWS (RFC 7323 5.3)
+        if self.ts_ok and seg.timestamp is not None and not flags & RST:
+            if seq_lt(seg.timestamp[0], self.ts_recent) and now - self.ts_recent_age < PAWS_IDLE:
+                self.stats["paws_dropped"] += 1
+                self.ack_now = True
+                return
+        # 1. sequence number acceptability (RFC 9293 3.10.7.4)
+        wnd = self._rcv_window()
+        if not self._acceptable(seg.seq, seglen, wnd):
+            if flags & RST:
+                return
+            if st is State.TIME_WAIT and flags & FIN:
+                self.timewait_at = now + self.cfg.time_wait
+            self.ack_now = True
+            return
+        # 2. RST (RFC 5961 3.2)
+        if flags & RST:
+            if seg.seq == self.rcv_nxt:
+                if st is State.SYN_RECEIVED and self.listener is not None:
+                    self._finish(None)  # back to LISTEN: just drop this half-open TCB
+                else:
+                    self._finish(ConnectionResetError(104, "Connection reset by peer"))
+            else:
+                self.stats["challenge_acks"] += 1
+                self.ack_now = True
+            return
+        # 4. SYN in a synchronized state: challenge ACK (RFC 5961 4.2)
+        if flags & SYN:
+            if st is State.SYN_RECEIVED and seg.seq == self.irs:
+                self.ack_now = True  # a retransmitted SYN: repeat our SYN-ACK
+                self.snd_nxt = self.snd_una
+                return
+            self.stats["challenge_acks"] += 1
+            self.ack_now = True
+            return
+        # 5. ACK
+        if not flags & ACK:
+            return
+        if st is State.SYN_RECEIVED:
+            if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
+                self._set_state(State.ESTABLISHED)
+                self.syn_acked = True
+                self.snd_una = seq_add(self.snd_una, 1)
+                self.snd_wnd = seg.window << self.snd_wscale
+                self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+                self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+                self.retries = 0
+                self.rto_at = None
+                self._rtt_sample_ack(seg, now)
+                self.events.append(Event.CONNECTED)
+                if self.listener is not None:
+                    self.listener.established(self)
+            else:
+                self.rst_pending = self._seg(seg.ack, 0, RST)
+                return
+        if not self._process_ack(seg, plen, now):
+            return
+        st = self.state
+        # timestamps: remember the peer's clock (RFC 7323 4.3)
+        if self.ts_ok and seg.timestamp is not None and seq_le(seg.seq, self.last_ack_sent):
+            self.ts_recent = seg.timestamp[0]
+            self.ts_recent_age = now
+        # 7. data
+        if plen and st in CAN_RECEIVE:
+            self._receive_data(seg.seq, payload, now, bool(flags & PSH))
+        elif plen:
+            self.ack_now = True
+        # 8. FIN
+        if flags & FIN and seq_add(seg.seq, plen) == self.rcv_nxt and not self.fin_received:
+            self.fin_received = True
+            self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+            self.ack_now = True
+            self.events.append(Event.PEER_CLOSED)
+            self.events.append(Event.READABLE)
+            if st is State.ESTABLISHED:
+                self._set_state(State.CLOSE_WAIT)
+            elif st is State.FIN_WAIT_1:
+                self._set_state(State.CLOSING)
+            elif st is State.FIN_WAIT_2:
+                self._enter_time_wait(now)
+        elif flags & FIN and seq_gt(seq_add(seg.seq, plen), self.rcv_nxt):
+            pass  # a FIN beyond a hole: wait for the hole to fill (the peer retransmits)
+        elif st is State.TIME_WAIT and flags & FIN:
+            self.ack_now = True
+            self.timewait_at = now + self.cfg.time_wait
+
+    def _acceptable(self, seq: int, seglen: int, wnd: int) -> bool:
+        rn = self.rcv_nxt
+        if seglen == 0:
+            if wnd == 0:
+                return seq == rn
+            return seq_le(rn, seq) and seq_lt(seq, seq_add(rn, wnd))
+        if wnd == 0:
+            return False
+        end = seq_add(seq, seglen - 1)
+        top = seq_add(rn, wnd)
+        return (seq_le(rn, seq) and seq_lt(seq, top)) or (seq_le(rn, end) and seq_lt(end, top))
+
+    def _on_syn_sent(self, seg: TcpRepr, payload, now: float) -> None:
+        flags = seg.flags
+        if flags & ACK:
+            # RFC 9293 3.10.7.3: unacceptable ACK -> RST (unless RST)
+            if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
+                if not flags & RST:
+                    self.rst_pending = self._seg(seg.ack, 0, RST)
+                return
+        if flags & RST:
+            if flags & ACK:
+                self._finish(ConnectionRefusedError(111, "Connection refused"))
+            return
+        if not flags & SYN:
+            return
+        self.irs = seg.seq
+        self.rcv_nxt = seq_add(seg.seq, 1)
+        self._take_syn_options(seg)
+        if seg.timestamp is not None and self.ts_ok:
+            self.ts_recent = seg.timestamp[0]
+            self.ts_recent_age = now
+        if flags & ACK:
+            self.snd_una = seg.ack
+            self.syn_acked = True
+            self.snd_wnd = seg.window  # the window in a SYN is never scaled (RFC 7323 2.2)
+            self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+            self.max_snd_wnd = self.snd_wnd
+            self._rtt_sample_ack(seg, now)
+            self.rto_at = None
+            self.retries = 0
+            self._set_state(State.ESTABLISHED)
+            self.ack_now = True
+            self.events.append(Event.CONNECTED)
+            if self.send_space():
+                self.events.append(Event.WRITABLE)
+        else:
+            # simultaneous open (RFC 9293 3.5, figure 8)
+            self.snd_wnd = seg.window
+            self.snd_wl1 = seg.seq
+            self._set_state(State.SYN_RECEIVED)
+            self.snd_nxt = self.iss  # resend our SYN, now with ACK
+            self._arm_rto(now)
+
+    def _process_ack(self, seg: TcpRepr, plen: int, now: float) -> bool:
+        """RFC 9293 3.10.7.4 fifth check. Returns False if the segment is to be dropped."""
+        ack = seg.ack
+        st = self.state
+        una = self.snd_una
+        if seq_gt(ack, self.snd_max):
+            self.ack_now = True  # acks something not yet sent
+            return False
+        # RFC 5961 5.2: too old an ACK
+        if seq_lt(ack, (una - self.max_snd_wnd) & MASK):
+            self.stats["challenge_acks"] += 1
+            self.ack_now = True
+            return False
+        wnd = seg.window << self.snd_wscale
+        if self.sack_ok and seg.sack_blocks:
+            self._update_scoreboard(seg.sack_blocks)
+        if seq_gt(ack, una):
+            acked = seq_sub(ack, una)
+            # our FIN is acked when ack covers it
+            fin = self._fin_seq()
+            fin_acked = fin is not None and seq_gt(ack, fin)
+            data_acked = acked - 1 if fin_acked else acked
+            self.sbuf.consume(data_acked)
+            self.snd_una = ack
+            if seq_lt(self.snd_nxt, ack):
+                self.snd_nxt = ack
+            self.retries = 0
+            self._rtt_sample_ack(seg, now)
+            flight = seq_sub(self.snd_max, ack)
+            if self.in_recovery:
+                if seq_ge(ack, self.recover):
+                    self.in_recovery = False
+                    self.cc.exit_recovery(flight)
+                    self.sacked = []
+                else:
+                    # partial ACK (RFC 6582 3.2 step 5): retransmit the next hole
+                    self.cc.cwnd = max(self.mss, self.cc.cwnd - data_acked + self.mss)
+                    self.rexmit_next = ack
+                    self._retransmit_one = True
+            else:
+                self.cc.on_ack(data_acked, now, self.srtt)
+            self.dupacks = 0
+            self._trim_scoreboard()
+            if self.snd_una == self.snd_max:
+                self.rto_at = None
+            else:
+                self._arm_rto(now, restart=True)
+            if self.send_space() and not self._was_writable:
+                self._was_writable = True
+                self.events.append(Event.WRITABLE)
+            if fin_acked:
+                if st is State.FIN_WAIT_1:
+                    self._set_state(State.FIN_WAIT_2)
+                elif st is State.CLOSING:
+                    self._enter_time_wait(now)
+                    return True
+                elif st is State.LAST_ACK:
+                    self._finish(None)
+                    return False
+        elif ack == una and seq_sub(self.snd_max, una) > 0 and not plen \
+                and not seg.flags & (SYN | FIN) and wnd == self.snd_wnd:
+            # duplicate ACK (RFC 5681 2)
+            self.dupacks += 1
+            self.stats["dup_acks"] += 1
+            if self.dupacks == DUPACK_THRESHOLD and not self.in_recovery and seq_ge(una, self.recover):
+                self._enter_fast_recovery(now)
+            elif self.in_recovery:
+                self.cc.cwnd += self.mss  # inflate (RFC 5681 3.2 step 4)
+                if self.sack_ok and self.sacked:
+                    self._retransmit_one = True  # the next hole (RFC 6675 NextSeg, simplified)
+        # window update (RFC 9293 3.10.7.4)
+        if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack)):
+            self.snd_wnd = wnd
+            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd:
+                self.persist_at = None
+                self.persist_backoff = 0
+        return True
+
+    _retransmit_one = False
+
+    def _enter_fast_recovery(self, now: float) -> None:
+        flight = seq_sub(self.snd_max, self.snd_una)
+        self.cc.on_loss_fast(flight, now)
+        self.recover = self.snd_max
+        self.in_recovery = True
+        self.cc.cwnd = self.cc.ssthresh + DUPACK_THRESHOLD * self.mss
+        self.rexmit_next = self.snd_una
+        self._retransmit_one = True
+        self.stats["fast_retransmits"] += 1
+
+    def _update_scoreboard(self, blocks) -> None:
+        sb = self.sacked
+        for left, right in blocks:
+            if seq_le(right, self.snd_una) or seq_gt(right, self.snd_max) or not seq_lt(left, right):
+                continue  # stale or bogus block
+            sb.append((left, right))
+        sb.sort(key=lambda b: seq_sub(b[0], self.snd_una))
+        merged = []
+        for left, right in sb:
+            if merged and seq_le(left, merged[-1][1]):
+                if seq_gt(right, merged[-1][1]):
+                    merged[-1] = (merged[-1][0], right)
+            else:
+                merged.append((left, right))
+        self.sacked = merged
+        if not self.in_recovery and self.sack_ok and merged:
+            sacked_bytes = sum(seq_sub(r, lft) for lft, r in merged)
+            # RFC 6675 IsLost: more than DupThresh*SMSS sacked above snd_una
+            if sacked_bytes > DUPACK_THRESHOLD * self.mss and seq_ge(self.snd_una, self.recover):
+                self._enter_fast_recovery(0.0)
+
+    def _trim_scoreboard(self) -> None:
+        una = self.snd_una
+        self.sacked = [(max_seq(left, una), r) for left, r in self.sacked if seq_gt(r, una)]
+
+    def _receive_data(self, seq: int, payload, now: float, push: bool) -> None:
+        rn = self.rcv_nxt
+        off = seq_sub(rn, seq)
+        if off > 0:
+            payload = payload[off:]   # part already received
+            seq = rn
+        wnd = self._rcv_window()
+        if len(payload) > wnd:
+            payload = payload[:wnd]   # beyond the window
+        if not payload:
+            self.ack_now = True
+            return
+        if seq == rn:
+            self.rq.append(payload)
+            self.rq_bytes += len(payload)
+            self.rcv_nxt = seq_add(rn, len(payload))
+            had_ooo = bool(self.ooo)
+            if had_ooo:
+                self._drain_ooo()
+                self.ack_now = True  # filling a hole: ACK at once (RFC 5681 4.2)
+            self.events.append(Event.READABLE)
+            self.unacked_segments += 1
+            if self.unacked_segments >= 2 or len(payload) > self.mss:
+                self.ack_now = True  # every second full segment (RFC 5681 4.2)
+            elif self.delack_at is None:
+                self.delack_at = now + self.cfg.delayed_ack
+        else:
+            # out of order: keep (bounded), ACK at once with SACK blocks
+            self.ack_now = True
+            if self.ooo_bytes + len(payload) > self.cfg.ooo_limit:
+                self.stats["ooo_dropped"] += 1
+                return
+            for s, d in self.ooo:
+                if s == seq and len(d) >= len(payload):
+                    return
+            self.ooo.append((seq, bytes(payload)))
+            self.ooo.sort(key=lambda x: seq_sub(x[0], self.rcv_nxt))
+            self.ooo_bytes += len(payload)
+            self._last_ooo = seq
+
+    _last_ooo = None
+
+    def _drain_ooo(self) -> None:
+        keep = []
+        for seq, data in self.ooo:
+            rn = self.rcv_nxt
+            end = seq_add(seq, len(data))
+            if seq_le(end, rn):
+                self.ooo_bytes -= len(data)
+                continue
+            if seq_le(seq, rn):
+                part = memoryview(data)[seq_sub(rn, seq):]
+                self.rq.append(part)
+                self.rq_bytes += len(part)
+                self.rcv_nxt = end
+                self.ooo_bytes -= len(data)
+            else:
+                keep.append((seq, data))
+        self.ooo = keep
+
+    def _sack_blocks(self) -> tuple:
+        if not self.sack_ok or not self.ooo:
+            return ()
+        blocks = []
+        for seq, data in self.ooo:
+            end = seq_add(seq, len(data))
+            if blocks and seq_le(seq, blocks[-1][1]):
+                if seq_gt(end, blocks[-1][1]):
+                    blocks[-1] = (blocks[-1][0], end)
+            else:
+                blocks.append((seq, end))
+        # RFC 2018 4: the block with the most recent segment first
+        if self._last_ooo is not None:
+            for i, (left, right) in enumerate(blocks):
+                if seq_le(left, self._last_ooo) and seq_lt(self._last_ooo, right):
+                    blocks.insert(0, blocks.pop(i))
+                    break
+        return tuple(blocks[:3 if self.ts_ok else 4])
+
+    def _rcv_window(self) -> int:
+        return max(0, self.recv_buffer - self.rq_bytes - self.ooo_bytes)
+
+    # ---- RTT / RTO (RFC 6298) ------------------------------------------------------
+    def _rtt_sample_ack(self, seg: TcpRepr, now: float) -> None:
+        sample = None
+        if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
+            sample = ((self._ts_now(now) - seg.timestamp[1]) & MASK) / 1000.0
+            if sample > 3600:
+                sample = None
+        elif self.rtt_seq is not None and seq_gt(seg.ack, self.rtt_seq):
+            sample = now - self.rtt_time
+            self.rtt_seq = None
+        if sample is None:
+            return
+        sample = max(sample, 0.0)
+        if self.srtt is None:
+            self.srtt = sample
+            self.rttvar = sample / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
+            self.srtt = 0.875 * self.srtt + 0.125 * sample
+        self.rto = min(self.cfg.rto_max, max(self.cfg.rto_min, self.srtt + max(0.001, 4 * self.rttvar)))
+
+    def _arm_rto(self, now: float, restart: bool = False) -> None:
+        if self.rto_at is None or restart:
+            self.rto_at = now + self.rto
+
+    @staticmethod
+    def _ts_now(now: float) -> int:
+        return int(now * 1000) & MASK
+
+    def _enter_time_wait(self, now: float) -> None:
+        self._set_state(State.TIME_WAIT)
+        self.timewait_at = now + self.cfg.time_wait
+        self.rto_at = None
+        self.persist_at = None
+        self.keepalive_at = None
+
+    def _finish(self, error: BaseException | None) -> None:
+        """The connection is gone: CLOSED, timers off, events out."""
+        if self.state is State.CLOSED and self.error is not None:
+            return
+        self._set_state(State.CLOSED)
+        self.rto_at = self.delack_at = self.persist_at = self.keepalive_at = self.timewait_at = None
+        if error is not None:
+            self.error = error
+            self.events.append(Event.ERROR)
+            self.events.append(Event.READABLE)
+            self.events.append(Event.WRITABLE)
+        self.events.append(Event.CLOSED)
+
+    def _fin_seq(self):
+        """The sequence number of our FIN (once all data is queued behind it)."""
+        if not self.fin_queued:
+            return None
+        return seq_add(self.snd_una, len(self.sbuf))
+
+    # ---- output ---------------------------------------------------------------------
+    def poll_at(self):
+        if self.ack_now or self.rst_pending is not None:
+            return 0.0
+        t = None
+        for x in (self.rto_at, self.delack_at, self.persist_at, self.keepalive_at, self.timewait_at):
+            if x is not None and (t is None or x < t):
+                t = x
+        if self._can_send_data() or self._fin_to_send():
+            return 0.0
+        if self.keepalive and self.state is State.ESTABLISHED and self.keepalive_at is None:
+            return self.last_recv + self.keepalive_idle
+        return t
+
+    def _seg(self, seq: int, ack: int, flags: int) -> TcpRepr:
+        return TcpRepr(self.local_port, self.remote_port, seq, ack, flags, 0)
+
+    def _fin_to_send(self) -> bool:
+        """All data is sent and the FIN is due (first time, or again after an RTO)."""
+        if not self.fin_queued or self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1,
+                                                      State.CLOSING, State.LAST_ACK):
+            return False
+        return self.snd_nxt == self._fin_seq()
+
+    def _can_send_data(self) -> bool:
+        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING,
+                              State.LAST_ACK):
+            return False
+        offset = seq_sub(self.snd_nxt, self.snd_una)
+        avail = len(self.sbuf) - offset
+        if avail <= 0:
+            return False
+        wnd = min(self.snd_wnd, self.cc.cwnd) - offset
+        if wnd <= 0:
+            return False
+        n = min(avail, wnd, self.max_segment())
+        if n >= self.mss or n == avail and (self.nodelay or offset == 0 or self.fin_queued):
+            return True
+        return False
+
+    def max_segment(self) -> int:
+        return max(self.mss, self.tso_max) if self.tso_max else self.mss
+
+    def poll(self, now: float) -> list:
+        """Run due timers; return [(TcpRepr, payload)] to send now."""
+        out: list = []
+        if self.rst_pending is not None:
+            out.append((self.rst_pending, b""))
+            self.rst_pending = None
+        st = self.state
+        if st is State.CLOSED:
+            return out
+        # timers
+        if self.timewait_at is not None and now >= self.timewait_at:
+            self._finish(None)
+            return out
+        if self.rto_at is not None and now >= self.rto_at:
+            self._on_rto(now)
+            if self.state is State.CLOSED:
+                return out
+        if self.delack_at is not None and now >= self.delack_at:
+            self.ack_now = True
+        if self.persist_at is not None and now >= self.persist_at:
+            self._on_persist(now, out)
+        if self.keepalive and self.state is State.ESTABLISHED:
+            self._keepalive(now, out)
+            if self.state is State.CLOSED:
+                return out
+        st = self.state
+        if st is State.SYN_SENT:
+            if self.snd_nxt == self.iss:
+                out.append((self._syn(False, now), b""))
+                self._sent(self.iss, 1, now)
+            return out
+        if st is State.SYN_RECEIVED:
+            if self.snd_nxt == self.iss or self.ack_now:
+                out.append((self._syn(True, now), b""))
+                self._sent(self.iss, 1, now)
+                self.ack_now = False
+            return out
+        if st is State.TIME_WAIT:
+            if self.ack_now:
+                out.append((self._ack_seg(self.snd_nxt, ACK, now), b""))
+                self.ack_now = False
+            return out
+        # retransmission of one segment (fast retransmit / partial ack / SACK hole)
+        if self._retransmit_one:
+            self._retransmit_one = False
+            seq = self._next_hole(self.rexmit_next)
+            if seq is not None:
+                n = self._emit_data(seq, out, now, retransmit=True)
+                self.rexmit_next = seq_add(seq, n)
+        # new data (and retransmissions after an RTO, which rewinds snd_nxt)
+        while self._can_send_data():
+            self._emit_data(self.snd_nxt, out, now)
+        if self._fin_to_send():
+            fin = self._fin_seq()
+            out.append((self._ack_seg(fin, FIN | ACK, now), b""))
+            self._sent(fin, 1, now)
+            if self.state is State.ESTABLISHED:
+                self._set_state(State.FIN_WAIT_1)
+            elif self.state is State.CLOSE_WAIT:
+                self._set_state(State.LAST_ACK)
+        # zero window: arm the persist timer (RFC 9293 3.8.6.1)
+        if self.snd_wnd == 0 and len(self.sbuf) > seq_sub(self.snd_nxt, self.snd_una) and \
+                self.rto_at is None and self.persist_at is None:
+            self.persist_at = now + max(self.rto, self.cfg.rto_min)
+        if self.ack_now and not out:
+            out.append((self._ack_seg(self.snd_nxt, ACK, now), b""))
+        if out:
+            self.ack_now = False
+            self.delack_at = None
+            self.unacked_segments = 0
+        return out
+
+    def _next_hole(self, start: int):
+        """The first unacked, un-SACKed sequence number at or after start that
+        is worth retransmitting, or None."""
+        if seq_lt(start, self.snd_una):
+            start = self.snd_una
+        if not seq_lt(start, self.snd_max) or seq_ge(start, seq_add(self.snd_una, len(self.sbuf))):
+            return None
+        if not (self.sack_ok and self.sacked):
+            return start
+        for left, right in self.sacked:
+            if seq_lt(start, left):
+                return start
+            if seq_lt(start, right):
+                start = right
+        return None  # beyond the highest SACKed byte: not known lost yet
+
+    def _emit_data(self, seq: int, out: list, now: float, retransmit: bool = False) -> int:
+        offset = seq_sub(seq, self.snd_una)
+        room = min(self.snd_wnd, self.cc.cwnd) - seq_sub(self.snd_nxt, self.snd_una) if not retransmit else self.mss
+        limit = self.max_segment() if not retransmit else self.mss
+        if self.ooo and self.sack_ok:
+            limit -= 4 + 8 * min(len(self.ooo), 3)  # room for the SACK option
+        n = min(len(self.sbuf) - offset, limit, max(room, 0) if not retransmit else limit)
+        if self.sack_ok and self.sacked and retransmit:
+            for left, _right in self.sacked:
+                if seq_lt(seq, left):
+                    n = min(n, seq_sub(left, seq))  # stop at the next SACKed block
+                    break
+        if n <= 0:
+            return 0
+        data = self.sbuf.peek(offset, n)
+        flags = ACK | (PSH if offset + n == len(self.sbuf) else 0)
+        out.append((self._ack_seg(seq, flags, now), data))
+        end = seq_add(seq, n)
+        if retransmit or seq_lt(seq, self.snd_max):
+            self.stats["retransmits"] += 1
+            if self.rtt_seq is not None and seq_le(seq, self.rtt_seq):
+                self.rtt_seq = None  # Karn: no sample from retransmitted data
+        elif self.rtt_seq is None and not self.ts_ok:
+            self.rtt_seq = seq
+            self.rtt_time = now
+        if not retransmit:
+            self.snd_nxt = end
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        self._arm_rto(now)
+        return n
+
+    def _sent(self, seq: int, length: int, now: float) -> None:
+        end = seq_add(seq, length)
+        if seq_gt(end, self.snd_nxt):
+            self.snd_nxt = end
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        self._arm_rto(now)
+
+    def _syn(self, with_ack: bool, now: float) -> TcpRepr:
+        ts = (self._ts_now(now), self.ts_recent if with_ack else 0) if (self.cfg.timestamps and (
+            not with_ack or self.ts_ok)) else None
+        return TcpRepr(self.local_port, self.remote_port, self.iss, self.rcv_nxt if with_ack else 0,
+                       SYN | (ACK if with_ack else 0), min(self._rcv_window(), 65535), 0, self.our_mss,
+                       self.rcv_wscale if (self.cfg.window_scale and (not with_ack or self.ws_ok)) else None,
+                       self.cfg.sack and (not with_ack or self.sack_ok), (), ts)
+
+    def _ack_seg(self, seq: int, flags: int, now: float) -> TcpRepr:
+        wnd = self._rcv_window()
+        # never shrink the window we already offered (RFC 9293 3.8.6.2.2)
+        raw = min(wnd >> self.rcv_wscale, 65535)
+        self.last_ack_sent = self.rcv_nxt
+        self.last_wnd_sent = raw << self.rcv_wscale
+        ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+        sack = self._sack_blocks() if self.ooo else ()
+        return TcpRepr(self.local_port, self.remote_port, seq, self.rcv_nxt, flags, raw, 0, None, None,
+                       False, sack, ts)
+
+    def _on_rto(self, now: float) -> None:
+        st = self.state
+        limit = self.cfg.syn_retries if st in (State.SYN_SENT, State.SYN_RECEIVED) else self.cfg.max_retries
+        self.retries += 1
+        self.stats["timeouts"] += 1
+        if self.retries > limit:
+            if st is State.SYN_RECEIVED and self.listener is not None:
+                self._finish(None)
+            else:
+                self._finish(TimeoutError(110, "Connection timed out"))
+            return
+        self.rto = min(self.cfg.rto_max, self.rto * 2)   # back off (RFC 6298 5.5)
+        self.rto_at = now + self.rto
+        if st in (State.SYN_SENT, State.SYN_RECEIVED):
+            self.snd_nxt = self.iss
+            return
+        flight = seq_sub(self.snd_max, self.snd_una)
+        self.cc.on_loss_timeout(flight, now)
+        self.in_recovery = False
+        self.recover = self.snd_max
+        self.dupacks = 0
+        self.sacked = []  # RFC 6675 5.1: the scoreboard may be stale after an RTO
+        self.rtt_seq = None
+        self.snd_nxt = self.snd_una      # go back and resend from the first unacked byte (or the FIN)
+
+    def _on_persist(self, now: float, out: list) -> None:
+        self.persist_at = None
+        if self.snd_wnd != 0:
+            return
+        offset = seq_sub(self.snd_nxt, self.snd_una)
+        if len(self.sbuf) > offset:
+            # zero-window probe: one byte beyond the window (RFC 9293 3.8.6.1)
+            data = self.sbuf.peek(offset, 1)
+            out.append((self._ack_seg(self.snd_nxt, ACK, now), data))
+            self.snd_nxt = seq_add(self.snd_nxt, 1)
+            if seq_gt(self.snd_nxt, self.snd_max):
+                self.snd_max = self.snd_nxt
+        self.persist_backoff += 1
+        self.persist_at = now + min(self.cfg.rto_max, max(self.rto, self.cfg.rto_min) * (2 ** self.persist_backoff))
+
+    def _keepalive(self, now: float, out: list) -> None:
+        idle = now - self.last_recv
+        if self.keepalive_probes and idle < self.keepalive_idle:
+            self.keepalive_probes = 0
+            self.keepalive_at = None
+        if idle < self.keepalive_idle:
+            self.keepalive_at = None
+            return
+        if self.keepalive_at is None or now >= self.keepalive_at:
+            if self.keepalive_probes >= self.keepalive_count:
+                self._finish(TimeoutError(110, "Connection timed out (keepalive)"))
+                return
+            # RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT-1, no data
+            out.append((self._ack_seg(seq_add(self.snd_nxt, -1), ACK, now), b""))
+            self.keepalive_probes += 1
+            self.keepalive_at = now + self.keepalive_interval
+
+
+def max_seq(a: int, b: int) -> int:
+    return b if seq_lt(a, b) else a

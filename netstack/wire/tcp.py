@@ -1,0 +1,138 @@
+"""TCP headers and options (RFC 9293, RFC 7323, RFC 2018)."""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple
+
+from .checksum import MalformedPacket, internet_checksum, ones_sum, pseudo_header_sum
+
+HEADER_LEN = 20
+_HDR = struct.Struct("!HHIIBBHHH")
+_TS_FAST = b"\x01\x01\x08\x0a"
+_TS = struct.Struct("!II")
+_PROTO = 6
+
+OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERMITTED, OPT_SACK, OPT_TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
+
+
+class TcpFlags(enum.IntFlag):
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+
+
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+class TcpRepr(NamedTuple):
+    src_port: int
+    dst_port: int
+    seq: int
+    ack: int
+    flags: int
+    window: int                     # the raw 16-bit field (unscaled)
+    urgent: int = 0
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    sack_blocks: tuple = ()          # ((left, right), ...)
+    timestamp: tuple | None = None   # (ts_val, ts_ecr)
+
+    @staticmethod
+    def parse(buf, src: bytes, dst: bytes, verify_checksum: bool = True) -> tuple["TcpRepr", memoryview]:
+        n = len(buf)
+        if n < HEADER_LEN:
+            raise MalformedPacket("tcp_truncated")
+        sport, dport, seq, ack, off, flags, window, _csum, urgent = _HDR.unpack_from(buf, 0)
+        hlen = (off >> 4) * 4
+        if hlen < HEADER_LEN or hlen > n:
+            raise MalformedPacket("tcp_bad_header_length")
+        mv = memoryview(buf)
+        if verify_checksum:
+            s = ones_sum(mv) + pseudo_header_sum(src, dst, _PROTO, n)
+            s = (s & 0xFFFF) + (s >> 16)
+            if s != 0xFFFF:
+                raise MalformedPacket("tcp_bad_checksum")
+        if hlen == HEADER_LEN:
+            return TcpRepr(sport, dport, seq, ack, flags, window, urgent), mv[HEADER_LEN:]
+        if hlen == 32 and mv[20:24] == _TS_FAST:
+            return (TcpRepr(sport, dport, seq, ack, flags, window, urgent, None, None, False, (),
+                            _TS.unpack_from(buf, 24)), mv[32:])
+        mss = wscale = ts = None
+        sackp = False
+        blocks = ()
+        i = HEADER_LEN
+        while i < hlen:
+            kind = mv[i]
+            if kind == OPT_EOL:
+                break
+            if kind == OPT_NOP:
+                i += 1
+                continue
+            if i + 1 >= hlen:
+                raise MalformedPacket("tcp_bad_option")
+            olen = mv[i + 1]
+            if olen < 2 or i + olen > hlen:
+                raise MalformedPacket("tcp_bad_option")
+            if kind == OPT_MSS and olen == 4:
+                mss = (mv[i + 2] << 8) | mv[i + 3]
+            elif kind == OPT_WSCALE and olen == 3:
+                wscale = mv[i + 2]
+            elif kind == OPT_SACK_PERMITTED and olen == 2:
+                sackp = True
+            elif kind == OPT_SACK and (olen - 2) % 8 == 0:
+                blocks = tuple(struct.unpack_from("!II", buf, j) for j in range(i + 2, i + olen, 8))
+            elif kind == OPT_TIMESTAMP and olen == 10:
+                ts = _TS.unpack_from(buf, i + 2)
+            # unknown options (or known ones with a wrong length) are skipped by length
+            i += olen
+        return TcpRepr(sport, dport, seq, ack, flags, window, urgent, mss, wscale, sackp, blocks, ts), mv[hlen:]
+
+    def options_bytes(self) -> bytes:
+        o = b""
+        if self.mss is not None:
+            o += struct.pack("!BBH", OPT_MSS, 4, self.mss)
+        if self.wscale is not None:
+            o += struct.pack("!BBBB", OPT_NOP, OPT_WSCALE, 3, self.wscale)
+        if self.sack_permitted:
+            o += b"\x01\x01\x04\x02"
+        if self.timestamp is not None:
+            o += _TS_FAST + _TS.pack(*self.timestamp)
+        if self.sack_blocks:
+            o += struct.pack("!BBBB", OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(self.sack_blocks))
+            for left, right in self.sack_blocks:
+                o += struct.pack("!II", left, right)
+        if len(o) % 4:
+            o += b"\x00" * (4 - len(o) % 4)
+        if len(o) > 40:
+            raise ValueError("TCP options longer than 40 bytes")
+        return o
+
+    def header_len(self) -> int:
+        return HEADER_LEN + len(self.options_bytes())
+
+    def emit(self, payload, src: bytes, dst: bytes, checksum: bool = True) -> bytes:
+        """Header + options + payload. checksum=False leaves the pseudo-header sum
+        in the field, as a NEEDS_CSUM (offloaded) frame wants it."""
+        opts = self.options_bytes()
+        hlen = HEADER_LEN + len(opts)
+        hdr = _HDR.pack(self.src_port, self.dst_port, self.seq, self.ack, (hlen // 4) << 4,
+                        self.flags, self.window, 0, self.urgent) + opts
+        seg = hdr + bytes(payload)
+        ph = pseudo_header_sum(src, dst, _PROTO, len(seg))
+        if checksum:
+            c = internet_checksum(seg, ph)
+        else:
+            c = ph
+        return seg[:16] + c.to_bytes(2, "big") + seg[18:]
+
+    def seg_len(self, payload_len: int) -> int:
+        """Sequence space used: payload plus one for SYN and one for FIN."""
+        return payload_len + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
