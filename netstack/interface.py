@@ -135,9 +135,12 @@ class Interface:
                 self.drop("arp_bad_source")
                 return
         # RFC 826: update an existing entry; add one if the request is for us.
+        # RFC 826 merges the sender into the cache; like Linux (arp_accept=0) we
+        # create entries only from requests for our address or answers we wait
+        # for, and otherwise only refresh entries we already have.
         for_us = arp.target_ip == self.ip
-        if arp.source_ip != b"\x00\x00\x00\x00" and (for_us or arp.source_ip in self.neighbours.entries
-                                                    or arp.source_ip in self.neighbours.pending):
+        known = arp.source_ip in self.neighbours.entries or arp.source_ip in self.neighbours.pending
+        if arp.source_ip != b"\x00\x00\x00\x00" and (known or (for_us and arp.operation == ARP_REQUEST)):
             for pkt in self.neighbours.learn(arp.source_ip, arp.source_hw, now):
                 self._emit_frame(arp.source_hw, pkt)
         if arp.operation == ARP_REQUEST:

@@ -112,6 +112,7 @@ class TCB:
         self.sbuf = SendBuffer()
         self.fin_queued = False      # user closed the sending side
         self.syn_acked = False
+        self.snd_sml = iss           # end of the last small segment sent (Nagle)
         # receive side
         self.irs = 0
         self.rcv_nxt = 0
@@ -676,6 +677,7 @@ class TCB:
             sample = ((self._ts_now(now) - seg.timestamp[1]) & MASK) / 1000.0
             if sample > 3600:
                 sample = None
+            self.rtt_seq = None
         elif self.rtt_seq is not None and seq_gt(seg.ack, self.rtt_seq):
             sample = now - self.rtt_time
             self.rtt_seq = None
@@ -760,9 +762,15 @@ class TCB:
         if wnd <= 0:
             return False
         n = min(avail, wnd, self.max_segment())
-        if n >= self.mss or n == avail and (self.nodelay or offset == 0 or self.fin_queued):
+        # RFC 9293 3.8.6.2.1: a full segment, or at least half the largest
+        # window the peer ever offered (a peer whose buffer is below one MSS)
+        if n >= self.mss or (n < avail and n >= self.max_snd_wnd // 2):
             return True
-        return False
+        # Nagle (RFC 896) in Minshall's variant: a segment smaller than the MSS
+        # goes out only when no other small segment is unacknowledged, so a
+        # request's tail is not held for a delayed ACK.
+        return n == avail and (self.nodelay or self.fin_queued or seq_le(self.snd_sml, self.snd_una)
+                               or seq_lt(self.snd_nxt, self.snd_max))  # resending after an RTO
 
     def max_segment(self) -> int:
         return max(self.mss, self.tso_max) if self.tso_max else self.mss
@@ -796,6 +804,8 @@ class TCB:
         if st is State.SYN_SENT:
             if self.snd_nxt == self.iss:
                 out.append((self._syn(False, now), b""))
+                # time the SYN for the first RTT sample, unless it is a retransmission (Karn)
+                self.rtt_seq, self.rtt_time = (self.iss, now) if self.retries == 0 else (None, 0.0)
                 self._sent(self.iss, 1, now)
             return out
         if st is State.SYN_RECEIVED:
@@ -882,6 +892,8 @@ class TCB:
             self.rtt_time = now
         if not retransmit:
             self.snd_nxt = end
+        if n < self.mss:
+            self.snd_sml = end
         if seq_gt(end, self.snd_max):
             self.snd_max = end
         self._arm_rto(now)

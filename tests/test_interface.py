@@ -1,0 +1,221 @@
+"""Interface: ARP, IPv4, ICMP, UDP and demultiplexing, with counted drops."""
+import pytest
+from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, fragment, raw
+
+from netstack.config import InterfaceConfig
+from netstack.interface import Interface
+from netstack.testing import LinkPair
+from netstack.wire import ip_to_bytes
+
+US_MAC = "02:00:00:00:00:01"
+PEER_MAC = "02:00:00:00:00:02"
+US, PEER = "192.0.2.1", "192.0.2.2"
+
+
+def make(**kw):
+    kw.setdefault("gratuitous_arp", False)
+    return Interface(InterfaceConfig(mac=US_MAC, ip=US, seed=1, **kw))
+
+
+def eth(payload, src=PEER_MAC, dst=US_MAC):
+    return Ether(src=src, dst=dst) / payload
+
+
+def learn_peer(iface, now=0.0):
+    iface.receive_frame(raw(eth(ARP(op=1, hwsrc=PEER_MAC, psrc=PEER, pdst=US), dst="ff:ff:ff:ff:ff:ff")), now)
+    return iface.frames_to_send(now)
+
+
+def test_gratuitous_arp_on_start():
+    i = Interface(InterfaceConfig(mac=US_MAC, ip=US, seed=1))
+    (f,) = i.frames_to_send(0.0)
+    a = Ether(f)
+    assert a.dst == "ff:ff:ff:ff:ff:ff" and a[ARP].op == 1 and a[ARP].psrc == US and a[ARP].pdst == US
+
+
+def test_arp_reply_for_our_address_only():
+    i = make()
+    (reply,) = learn_peer(i)
+    r = Ether(reply)
+    assert r.dst == PEER_MAC and r[ARP].op == 2 and r[ARP].psrc == US and r[ARP].hwsrc == US_MAC
+    assert r[ARP].pdst == PEER and r[ARP].hwdst == PEER_MAC
+    i.receive_frame(raw(eth(ARP(op=1, hwsrc=PEER_MAC, psrc=PEER, pdst="192.0.2.99"), dst="ff:ff:ff:ff:ff:ff")), 0)
+    assert i.frames_to_send(0) == []
+    assert i.stats()["drop_arp_not_for_us"] == 1
+
+
+def test_arp_resolution_queue_retry_and_failure():
+    i = make(arp_retry=1.0, arp_retries=3, arp_queue_limit=2)
+    ep = i.udp_bind(5000)
+    for n in range(3):
+        ep.send(ip_to_bytes(PEER), 9, b"x%d" % n, 0.0)
+    (req,) = i.frames_to_send(0.0)
+    assert Ether(req)[ARP].pdst == PEER and Ether(req).dst == "ff:ff:ff:ff:ff:ff"
+    assert i.stats()["drop_arp_queue_full"] == 1
+    assert i.frames_to_send(0.5) == []          # rate limited
+    assert len(i.frames_to_send(1.0)) == 1     # retried
+    assert len(i.frames_to_send(2.0)) == 1
+    assert i.frames_to_send(3.0) == []         # gave up
+    assert i.stats()["drop_arp_unresolved"] == 2
+
+
+def test_arp_reply_releases_waiting_packets():
+    i = make()
+    ep = i.udp_bind(5000)
+    ep.send(ip_to_bytes(PEER), 9, b"hello", 0.0)
+    i.frames_to_send(0.0)
+    i.receive_frame(raw(eth(ARP(op=2, hwsrc=PEER_MAC, psrc=PEER, hwdst=US_MAC, pdst=US))), 0.1)
+    (f,) = i.frames_to_send(0.1)
+    p = Ether(f)
+    assert p.dst == PEER_MAC and p[UDP].dport == 9 and bytes(p[UDP].payload) == b"hello"
+
+
+def test_unsolicited_arp_reply_is_not_learned():
+    i = make()
+    i.receive_frame(raw(eth(ARP(op=2, hwsrc=PEER_MAC, psrc="192.0.2.50", hwdst=US_MAC, pdst=US))), 0)
+    assert ip_to_bytes("192.0.2.50") not in i.neighbours.entries
+
+
+def test_arp_entry_expires():
+    i = make(arp_timeout=10.0)
+    learn_peer(i, 0.0)
+    assert i.neighbours.lookup(ip_to_bytes(PEER), 5.0) is not None
+    assert i.neighbours.lookup(ip_to_bytes(PEER), 10.0) is None
+
+
+def test_ping_reply_and_large_ping_reassembly():
+    i = make()
+    learn_peer(i)
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / ICMP(id=7, seq=1) / b"abc")), 0)
+    (f,) = i.frames_to_send(0)
+    r = Ether(f)
+    assert r[ICMP].type == 0 and r[ICMP].id == 7 and r[ICMP].seq == 1 and bytes(r[ICMP].payload) == b"abc"
+    big = IP(src=PEER, dst=US, id=99) / ICMP(id=8, seq=2) / (b"z" * 4000)
+    frags = fragment(big, fragsize=1480)
+    assert len(frags) == 3
+    for fr in reversed(frags):  # out of order
+        i.receive_frame(raw(eth(fr)), 0.1)
+    out = i.frames_to_send(0.1)
+    assert len(out) == 3  # the reply is fragmented too
+    payload = b"".join(bytes(Ether(f)[IP].payload) for f in sorted(out, key=lambda f: Ether(f)[IP].frag))
+    reply = ICMP(payload)
+    assert reply.type == 0 and reply.id == 8 and bytes(reply.payload) == b"z" * 4000
+    assert i.stats()["ipv4_reassembled"] == 1
+
+
+def test_overlapping_fragments_drop_the_datagram():
+    i = make()
+    learn_peer(i)
+    a = IP(src=PEER, dst=US, id=5, flags="MF", frag=0, proto=17) / (b"a" * 16)
+    b = IP(src=PEER, dst=US, id=5, frag=1, proto=17) / (b"b" * 16)   # overlaps bytes 8..16
+    i.receive_frame(raw(eth(a)), 0)
+    i.receive_frame(raw(eth(b)), 0)
+    assert i.stats()["drop_ipv4_fragment_overlap"] == 1
+    assert i.reassembler.held == 0
+
+
+def test_reassembly_timeout_and_memory_cap():
+    i = make(reassembly_limit=3000)
+    learn_peer(i)
+    first = IP(src=PEER, dst=US, id=1, flags="MF", proto=17) / (b"x" * 1480)
+    i.receive_frame(raw(eth(first)), 0)
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US, id=2, flags="MF", proto=17) / (b"y" * 1480))), 0)
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US, id=3, flags="MF", proto=17) / (b"z" * 1480))), 0)
+    assert i.stats()["drop_ipv4_reassembly_memory"] == 1
+    i.frames_to_send(31.0)
+    assert i.stats()["drop_ipv4_reassembly_timeout"] == 2 and i.reassembler.held == 0
+
+
+def test_udp_delivery_and_port_unreachable():
+    i = make()
+    learn_peer(i)
+    ep = i.udp_bind(5353)
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / UDP(sport=1111, dport=5353) / b"hi")), 0)
+    assert ep.recv() == (ip_to_bytes(PEER), 1111, ip_to_bytes(US), b"hi")
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / UDP(sport=1111, dport=9) / b"nobody")), 0)
+    (f,) = i.frames_to_send(0)
+    r = Ether(f)
+    assert r[ICMP].type == 3 and r[ICMP].code == 3
+    quoted = bytes(r[ICMP].payload)
+    assert quoted[9] == 17 and int.from_bytes(quoted[22:24], "big") == 9 and quoted[28:] == b"nobody"[:0]
+    assert i.stats()["drop_udp_no_listener"] == 1
+    with pytest.raises(OSError):
+        i.udp_bind(5353)
+
+
+def test_udp_queue_is_bounded():
+    i = make(udp_queue_limit=2)
+    learn_peer(i)
+    ep = i.udp_bind(7)
+    for n in range(5):
+        i.receive_frame(raw(eth(IP(src=PEER, dst=US) / UDP(sport=1, dport=7) / bytes([n]))), 0)
+    assert [ep.recv()[3] for _ in range(2)] == [b"\0", b"\1"] and ep.recv() is None
+    assert i.stats()["drop_udp_queue_full"] == 3
+
+
+def test_protocol_unreachable():
+    i = make()
+    learn_peer(i)
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US, proto=132) / b"sctp?")), 0)
+    (f,) = i.frames_to_send(0)
+    assert Ether(f)[ICMP].type == 3 and Ether(f)[ICMP].code == 2
+
+
+def test_wrong_destination_and_mac_are_counted():
+    i = make()
+    i.receive_frame(raw(eth(IP(src=PEER, dst="192.0.2.77") / UDP())), 0)
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / UDP(), dst="02:00:00:00:00:99")), 0)
+    s = i.stats()
+    assert s["drop_ipv4_wrong_destination"] == 1 and s["drop_ethernet_not_for_us"] == 1
+
+
+def test_tcp_to_closed_port_gets_rst():
+    i = make()
+    learn_peer(i)
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / TCP(sport=4444, dport=81, flags="S", seq=100))), 0)
+    (f,) = i.frames_to_send(0)
+    t = Ether(f)[TCP]
+    assert t.flags == "RA" and t.ack == 101 and t.seq == 0
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / TCP(sport=4444, dport=81, flags="A", seq=5, ack=777))), 0)
+    (f,) = i.frames_to_send(0)
+    t = Ether(f)[TCP]
+    assert t.flags == "R" and t.seq == 777
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / TCP(sport=4444, dport=81, flags="R"))), 0)
+    assert i.frames_to_send(0) == []  # never answer a RST
+
+
+def test_via_gateway_and_no_route():
+    i = make(gateway="192.0.2.254")
+    ep = i.udp_bind(1)
+    ep.send(ip_to_bytes("198.51.100.7"), 9, b"x", 0)
+    (req,) = i.frames_to_send(0)
+    assert Ether(req)[ARP].pdst == "192.0.2.254"
+    j = make()
+    j.udp_bind(1).send(ip_to_bytes("198.51.100.7"), 9, b"x", 0)
+    assert j.frames_to_send(0) == [] and j.stats()["drop_tx_no_route"] == 1
+
+
+def test_icmp_frag_needed_lowers_tcp_mss():
+    lp = LinkPair.make()
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue)
+    quoted = raw(IP(src="192.0.2.1", dst="192.0.2.2") / TCP(sport=c.local_port, dport=80))[:28]
+    icmp = IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(type=3, code=4, nexthopmtu=1000) / quoted
+    lp.a.receive_frame(raw(Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / icmp), lp.now)
+    assert c.mss == 960
+
+
+def test_garbage_frames_never_raise():
+    import random
+    i = make()
+    learn_peer(i)
+    rng = random.Random(5)
+    base = raw(eth(IP(src=PEER, dst=US) / TCP(sport=1, dport=2, flags="S") / (b"x" * 20)))
+    for _ in range(3000):
+        f = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            f[rng.randrange(len(f))] = rng.randrange(256)
+        i.receive_frame(bytes(f[:rng.randint(0, len(f))]), 0.0)
+    i.frames_to_send(0.0)
+    assert "drop_internal_error" not in i.stats()

@@ -1,0 +1,457 @@
+"""TCP as segment tables (in the style of smoltcp's socket/tcp.rs tests): a TCB,
+segments in at chosen times, the exact segments out."""
+import pytest
+
+from netstack.config import TcpConfig
+from netstack.tcp import TCB, Event, State
+from netstack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
+
+LOCAL_IP, REMOTE_IP = b"\xc0\x00\x02\x01", b"\xc0\x00\x02\x02"
+LP, RP = 80, 4000
+ISS, IRS = 10_000, 90_000
+
+
+def cfg(**kw):
+    base = dict(mss=1460, window_scale=False, timestamps=False, sack=False, recv_buffer=64000,
+                send_buffer=64000, rto_initial=1.0, rto_min=0.2, delayed_ack=0.04, time_wait=60.0)
+    base.update(kw)
+    return TcpConfig(**base)
+
+
+def seg(seq, ack=0, flags=ACK, window=64000, **kw):
+    """A segment from the remote side."""
+    return TcpRepr(RP, LP, seq, ack, flags, window, **kw)
+
+
+def send(tcb, s, payload=b"", t=0.0):
+    tcb.on_segment(s, memoryview(payload), t)
+
+
+def recv(tcb, t=0.0):
+    return [(s, bytes(p)) for s, p in tcb.poll(t)]
+
+
+def recv_one(tcb, t=0.0):
+    out = recv(tcb, t)
+    assert len(out) == 1, out
+    return out[0]
+
+
+def recv_nothing(tcb, t=0.0):
+    assert recv(tcb, t) == []
+
+
+def ours(seq, ack, flags=ACK, window=64000, **kw):
+    """A segment we expect to send."""
+    return TcpRepr(LP, RP, seq, ack, flags, window, **kw)
+
+
+def syn_received(**kw):
+    t = TCB(cfg(**kw), LOCAL_IP, LP, REMOTE_IP, RP, ISS, 0.0)
+    t.open_passive(seg(IRS, 0, SYN, mss=1460), 0.0)
+    return t
+
+
+def established(**kw):
+    t = syn_received(**kw)
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1))
+    t.events.clear()
+    return t
+
+
+def syn_sent(**kw):
+    t = TCB(cfg(**kw), LOCAL_IP, LP, REMOTE_IP, RP, ISS, 0.0)
+    t.open_active(0.0)
+    return t
+
+
+# ---- opening ----------------------------------------------------------------------
+
+def test_listen_syn_gets_syn_ack():
+    t = syn_received()
+    assert t.state is State.SYN_RECEIVED
+    assert recv(t) == [(ours(ISS, IRS + 1, SYN | ACK, 64000, mss=1460), b"")]
+
+
+def test_syn_received_ack_establishes():
+    t = syn_received()
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1))
+    assert t.state is State.ESTABLISHED and Event.CONNECTED in t.events
+    assert t.mss == 1460
+
+
+def test_syn_ack_retransmitted_on_rto_then_given_up():
+    t = syn_received(syn_retries=2)
+    recv(t, 0.0)
+    recv_nothing(t, 0.5)
+    assert recv(t, 1.0) == [(ours(ISS, IRS + 1, SYN | ACK, 64000, mss=1460), b"")]
+    assert recv(t, 3.0)[0][0].flags == SYN | ACK   # backed off to 2 s
+    recv(t, 7.0)
+    assert t.state is State.CLOSED and t.error.__class__ is TimeoutError
+
+
+def test_active_open():
+    t = syn_sent(window_scale=True, timestamps=True, sack=True, recv_buffer=1 << 20)
+    ((s, _),) = recv(t, 0.0)
+    assert (s.seq, s.flags, s.mss, s.sack_permitted, s.wscale) == (ISS, SYN, 1460, True, 5)
+    assert s.timestamp == (0, 0)
+    send(t, seg(IRS, ISS + 1, SYN | ACK, 30000, mss=1400, wscale=2, sack_permitted=True, timestamp=(500, 0)), b"", 0.05)
+    assert t.state is State.ESTABLISHED and Event.CONNECTED in t.events
+    assert (t.mss, t.snd_wscale, t.rcv_wscale, t.ts_ok, t.sack_ok, t.snd_wnd) == (1388, 2, 5, True, True, 30000)
+    ((a, _),) = recv(t, 0.05)
+    assert (a.seq, a.ack, a.flags, a.timestamp) == (ISS + 1, IRS + 1, ACK, (50, 500))
+    assert a.window == (1 << 20) >> 5
+    assert t.srtt == pytest.approx(0.05)
+
+
+def test_options_off_when_peer_lacks_them():
+    t = syn_sent(window_scale=True, timestamps=True, sack=True, recv_buffer=1 << 20)
+    recv(t)
+    send(t, seg(IRS, ISS + 1, SYN | ACK, 30000, mss=1400))
+    assert (t.ws_ok, t.rcv_wscale, t.ts_ok, t.sack_ok) == (False, 0, False, False)
+    ((a, _),) = recv(t)
+    assert a.timestamp is None and a.window == 65535
+
+
+def test_syn_sent_rst_is_refused():
+    t = syn_sent()
+    recv(t)
+    send(t, seg(0, ISS + 1, RST | ACK))
+    assert t.state is State.CLOSED and isinstance(t.error, ConnectionRefusedError)
+
+
+def test_syn_sent_bad_ack_gets_rst():
+    t = syn_sent()
+    recv(t)
+    send(t, seg(IRS, ISS + 77, SYN | ACK))
+    assert t.state is State.SYN_SENT
+    assert recv(t) == [(TcpRepr(LP, RP, ISS + 77, 0, RST, 0), b"")]
+
+
+def test_simultaneous_open():
+    t = syn_sent()
+    recv(t)
+    send(t, seg(IRS, 0, SYN, mss=1000))
+    assert t.state is State.SYN_RECEIVED
+    ((s, _),) = recv(t)
+    assert (s.seq, s.ack, s.flags) == (ISS, IRS + 1, SYN | ACK)
+    send(t, seg(IRS + 1, ISS + 1))
+    assert t.state is State.ESTABLISHED and t.mss == 1000
+
+
+def test_connect_times_out():
+    t = syn_sent(syn_retries=3)
+    times = []
+    now = 0.0
+    while t.state is State.SYN_SENT and now < 100:
+        if recv(t, now):
+            times.append(now)
+        now = round(now + 0.25, 2)
+    assert times == [0.0, 1.0, 3.0, 7.0]
+    assert isinstance(t.error, TimeoutError)
+
+
+# ---- receiving ----------------------------------------------------------------------
+
+def test_in_order_data_delayed_ack_then_every_second_segment():
+    t = established()
+    send(t, seg(IRS + 1, ISS + 1), b"a" * 100, 0.0)
+    recv_nothing(t, 0.0)
+    assert t.recv() == b"a" * 100
+    assert recv(t, 0.04) == [(ours(ISS + 1, IRS + 101, window=64000), b"")]
+    send(t, seg(IRS + 101, ISS + 1), b"b" * 1460, 1.0)
+    send(t, seg(IRS + 1561, ISS + 1), b"c" * 1460, 1.0)
+    ((a, _),) = recv(t, 1.0)
+    assert a.ack == IRS + 3021
+
+
+def test_out_of_order_acked_at_once_with_sack_and_reassembled():
+    t = established(sack=True)
+    t.sack_ok = True
+    send(t, seg(IRS + 1 + 1000, ISS + 1), b"B" * 500)
+    ((a, _),) = recv(t)
+    assert a.ack == IRS + 1 and a.sack_blocks == ((IRS + 1001, IRS + 1501),)
+    send(t, seg(IRS + 1, ISS + 1), b"A" * 1000)
+    ((a, _),) = recv(t)
+    assert a.ack == IRS + 1501 and a.sack_blocks == ()
+    assert bytes(t.recv()) + bytes(t.recv()) == b"A" * 1000 + b"B" * 500
+
+
+def test_out_of_window_data_is_not_accepted():
+    t = established()
+    send(t, seg(IRS + 1 + 70000, ISS + 1), b"x" * 10)
+    assert t.recv_available() == 0
+    assert recv(t) == [(ours(ISS + 1, IRS + 1), b"")]
+
+
+def test_duplicate_data_is_acked_not_delivered_twice():
+    t = established()
+    send(t, seg(IRS + 1, ISS + 1), b"hello")
+    send(t, seg(IRS + 1, ISS + 1), b"hello")
+    assert t.recv() == b"hello" and t.recv() == b""
+
+
+def test_receive_window_closes_and_reopens():
+    t = established(recv_buffer=3000)
+    send(t, seg(IRS + 1, ISS + 1), b"x" * 1460)
+    send(t, seg(IRS + 1461, ISS + 1), b"y" * 1460)
+    ((a, _),) = recv(t)
+    assert a.window == 80
+    t.recv()
+    t.recv()
+    ((a, _),) = recv(t)  # window update after reading
+    assert a.window == 3000 and a.ack == IRS + 2921
+
+
+# ---- RST, SYN and ACK validation (RFC 5961) ---------------------------------------------
+
+def test_rst_exact_sequence_resets():
+    t = established()
+    send(t, seg(IRS + 1, 0, RST))
+    assert t.state is State.CLOSED and isinstance(t.error, ConnectionResetError)
+    assert Event.ERROR in t.events
+
+
+def test_rst_in_window_gets_challenge_ack():
+    t = established()
+    send(t, seg(IRS + 100, 0, RST))
+    assert t.state is State.ESTABLISHED
+    assert recv(t) == [(ours(ISS + 1, IRS + 1), b"")]
+
+
+def test_rst_out_of_window_is_ignored():
+    t = established()
+    send(t, seg(IRS + 1 + 100000, 0, RST))
+    assert t.state is State.ESTABLISHED
+    recv_nothing(t)
+
+
+def test_syn_in_established_gets_challenge_ack():
+    t = established()
+    send(t, seg(IRS + 1, 0, SYN))
+    assert t.state is State.ESTABLISHED
+    assert recv(t) == [(ours(ISS + 1, IRS + 1), b"")]
+
+
+def test_ack_of_unsent_data_is_answered_and_dropped():
+    t = established()
+    send(t, seg(IRS + 1, ISS + 5000), b"data")
+    assert t.recv_available() == 0
+    assert recv(t) == [(ours(ISS + 1, IRS + 1), b"")]
+
+
+# ---- sending ------------------------------------------------------------------------------
+
+def test_send_segments_by_mss_and_nagle():
+    t = established()
+    t.send(b"x" * 3000)
+    out = recv(t)
+    assert [(s.seq, len(p), s.flags) for s, p in out] == [(ISS + 1, 1460, ACK), (ISS + 1461, 1460, ACK),
+                                                          (ISS + 2921, 80, ACK | PSH)]
+    t.send(b"y" * 10)
+    recv_nothing(t)   # Nagle (Minshall's variant): a small segment waits while a small one is unacked
+    send(t, seg(IRS + 1, ISS + 3001))
+    ((s, p),) = recv(t)
+    assert (s.seq, p) == (ISS + 3001, b"y" * 10)
+
+
+def test_nodelay_sends_small_segments_at_once():
+    t = established()
+    t.nodelay = True
+    t.send(b"a")
+    recv(t)
+    t.send(b"b")
+    ((s, p),) = recv(t)
+    assert p == b"b"
+
+
+def test_send_window_limits_flight():
+    t = established()
+    send(t, seg(IRS + 1, ISS + 1, window=2920))
+    t.send(b"z" * 5000)
+    out = recv(t)
+    assert [len(p) for _s, p in out] == [1460, 1460]
+    # the rest waits for the window: sending 580 bytes into a tiny window is the
+    # silly window syndrome (RFC 9293 3.8.6.2.1)
+    send(t, seg(IRS + 1, ISS + 1 + 1460, window=1460 + 580))
+    recv_nothing(t)
+
+
+def test_retransmission_timeout_backoff_and_give_up():
+    t = established(max_retries=3)
+    t.send(b"q" * 100)
+    assert recv(t, 0.0)[0][0].seq == ISS + 1
+    recv_nothing(t, 0.9)
+    assert [len(p) for _s, p in recv(t, 1.0)] == [100]
+    recv_nothing(t, 2.9)
+    assert len(recv(t, 3.0)) == 1      # 2 s later
+    assert len(recv(t, 7.0)) == 1      # 4 s later
+    recv(t, 15.0)
+    assert t.state is State.CLOSED and isinstance(t.error, TimeoutError)
+
+
+def test_rtt_estimation_sets_rto():
+    t = established()
+    t.send(b"a" * 100)
+    recv(t, 0.0)
+    send(t, seg(IRS + 1, ISS + 101), b"", 0.1)
+    assert t.srtt == pytest.approx(0.1) and t.rto == pytest.approx(0.3)
+
+
+def test_fast_retransmit_after_three_dup_acks():
+    t = established()
+    t.send(b"d" * 1460 * 6)
+    assert len(recv(t, 0.0)) == 6
+    send(t, seg(IRS + 1, ISS + 1 + 1460), b"", 0.01)      # new data acked
+    for _ in range(3):
+        send(t, seg(IRS + 1, ISS + 1 + 1460), b"", 0.01)  # three duplicates
+    assert t.in_recovery
+    out = recv(t, 0.01)
+    assert out[0][0].seq == ISS + 1 + 1460 and len(out[0][1]) == 1460
+    assert t.stats["fast_retransmits"] == 1
+    send(t, seg(IRS + 1, ISS + 1 + 1460 * 6), b"", 0.02)  # full ACK ends recovery
+    assert not t.in_recovery
+
+
+def test_zero_window_persist_probe():
+    t = established()
+    send(t, seg(IRS + 1, ISS + 1, window=0))
+    t.send(b"p" * 10)
+    recv_nothing(t, 0.0)
+    assert t.persist_at is not None
+    ((s, p),) = recv(t, t.persist_at)
+    assert p == b"p" and s.seq == ISS + 1
+    send(t, seg(IRS + 1, ISS + 2, window=1000), b"", 2.0)
+    ((s, p),) = recv(t, 2.0)
+    assert s.seq == ISS + 2 and p == b"p" * 9
+
+
+def test_send_buffer_limit_is_backpressure():
+    t = established(send_buffer=5000)
+    assert t.send(b"x" * 8000) == 5000
+    assert t.send_space() == 0 and t.send(b"more") == 0
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1 + 2920))
+    assert t.send_space() == 2920 and Event.WRITABLE in t.events
+
+
+# ---- closing ------------------------------------------------------------------------------
+
+def test_passive_close():
+    t = established()
+    send(t, seg(IRS + 1, ISS + 1, FIN | ACK))
+    assert t.state is State.CLOSE_WAIT and Event.PEER_CLOSED in t.events and t.at_eof()
+    assert recv(t) == [(ours(ISS + 1, IRS + 2), b"")]
+    t.close()
+    assert recv(t) == [(ours(ISS + 1, IRS + 2, FIN | ACK), b"")]
+    assert t.state is State.LAST_ACK
+    send(t, seg(IRS + 2, ISS + 2))
+    assert t.state is State.CLOSED and t.error is None and Event.CLOSED in t.events
+
+
+def test_active_close_and_time_wait():
+    t = established(time_wait=60.0)
+    t.send(b"bye")
+    t.close()
+    out = recv(t, 0.0)
+    assert [(s.seq, s.flags, p) for s, p in out] == [(ISS + 1, ACK | PSH, b"bye"), (ISS + 4, FIN | ACK, b"")]
+    assert t.state is State.FIN_WAIT_1
+    send(t, seg(IRS + 1, ISS + 5), b"", 0.1)
+    assert t.state is State.FIN_WAIT_2
+    send(t, seg(IRS + 1, ISS + 5, FIN | ACK), b"", 0.2)
+    assert t.state is State.TIME_WAIT
+    assert recv(t, 0.2) == [(ours(ISS + 5, IRS + 2), b"")]
+    send(t, seg(IRS + 1, ISS + 5, FIN | ACK), b"", 30.0)   # retransmitted FIN: ack again
+    assert recv(t, 30.0) == [(ours(ISS + 5, IRS + 2), b"")]
+    recv_nothing(t, 89.0)
+    assert t.state is State.TIME_WAIT
+    recv(t, 90.0)
+    assert t.state is State.CLOSED
+
+
+def test_simultaneous_close():
+    t = established(time_wait=1.0)
+    t.close()
+    ((s, _),) = recv(t)
+    assert s.flags == FIN | ACK and t.state is State.FIN_WAIT_1
+    send(t, seg(IRS + 1, ISS + 1, FIN | ACK))
+    assert t.state is State.CLOSING
+    recv(t)
+    send(t, seg(IRS + 2, ISS + 2))
+    assert t.state is State.TIME_WAIT
+
+
+def test_fin_retransmitted_on_rto():
+    t = established()
+    t.close()
+    recv(t, 0.0)
+    ((s, _),) = recv(t, 1.0)
+    assert s.flags == FIN | ACK and s.seq == ISS + 1
+
+
+def test_half_close_keeps_receiving():
+    t = established()
+    t.close()
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 2), b"still coming")
+    assert t.state is State.FIN_WAIT_2 and t.recv() == b"still coming"
+
+
+def test_abort_sends_rst():
+    t = established()
+    t.abort()
+    assert recv(t) == [(TcpRepr(LP, RP, ISS + 1, 0, RST, 0), b"")]
+    assert t.state is State.CLOSED
+
+
+# ---- options: window scaling, timestamps, PAWS ------------------------------------------
+
+def test_window_scaling_applies_to_later_segments():
+    t = TCB(cfg(window_scale=True, recv_buffer=1 << 20), LOCAL_IP, LP, REMOTE_IP, RP, ISS, 0.0)
+    t.open_passive(seg(IRS, 0, SYN, 1000, mss=1460, wscale=3), 0.0)
+    ((s, _),) = recv(t)
+    assert s.wscale == 5 and s.window == 65535
+    send(t, seg(IRS + 1, ISS + 1, window=1000))
+    assert t.snd_wnd == 8000
+
+
+def test_paws_drops_old_timestamps():
+    t = TCB(cfg(timestamps=True), LOCAL_IP, LP, REMOTE_IP, RP, ISS, 0.0)
+    t.open_passive(seg(IRS, 0, SYN, mss=1460, timestamp=(1000, 0)), 0.0)
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1, timestamp=(1001, 0)))
+    send(t, seg(IRS + 1, ISS + 1, timestamp=(1002, 0)), b"new")
+    send(t, seg(IRS + 4, ISS + 1, timestamp=(900, 0)), b"old")
+    assert t.stats["paws_dropped"] == 1
+    assert t.recv() == b"new" and t.recv() == b""
+
+
+def test_keepalive_probes_and_timeout():
+    t = established()
+    t.set_keepalive(True, idle=10, interval=2, count=3)
+    recv_nothing(t, 5.0)
+    ((s, p),) = recv(t, 10.0)
+    assert s.seq == ISS and p == b""   # SND.NXT - 1
+    assert len(recv(t, 12.0)) == 1 and len(recv(t, 14.0)) == 1
+    recv(t, 16.0)
+    assert t.state is State.CLOSED and isinstance(t.error, TimeoutError)
+
+
+def test_keepalive_answer_resets_probing():
+    t = established()
+    t.set_keepalive(True, idle=10, interval=2, count=3)
+    recv(t, 10.0)
+    send(t, seg(IRS + 1, ISS + 1), b"", 10.5)
+    recv_nothing(t, 12.0)
+    assert t.state is State.ESTABLISHED
+
+
+def test_peer_with_buffer_below_one_mss_still_gets_data():
+    t = TCB(cfg(), LOCAL_IP, LP, REMOTE_IP, RP, ISS, 0.0)
+    t.open_passive(seg(IRS, 0, SYN, 1000, mss=1460), 0.0)
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1, window=1000))
+    t.send(b"w" * 5000)
+    assert [len(p) for _s, p in recv(t)] == [1000]
