@@ -62,8 +62,15 @@ class LinkPair:
 
     def run_until(self, cond, max_time: float = 600.0, max_steps: int = 1_000_000) -> None:
         steps = 0
+        idle = 0
         while not cond():
             if self.now > max_time or steps > max_steps:
                 raise TimeoutError(f"condition not met by t={self.now:.3f}s after {steps} steps")
+            before = (self.now, self.frames, len(self.in_flight))
             self.step()
             steps += 1
+            # a stack that says it is due (poll_at() <= now) but sends nothing
+            # and lets no time pass would spin forever: fail fast instead
+            idle = idle + 1 if (self.now, self.frames, len(self.in_flight)) == before else 0
+            if idle > 1000:
+                raise RuntimeError(f"livelock at t={self.now:.6f}: due timers send nothing")

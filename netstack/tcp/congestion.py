@@ -23,8 +23,10 @@ class NewReno:
 
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         if self.cwnd < self.ssthresh:
-            # Slow start, with appropriate byte counting limited to 2*SMSS (RFC 3465)
-            self.cwnd += min(acked, 2 * self.mss)
+            # Slow start by bytes acked (RFC 3465 without its L=2*SMSS cap, as
+            # Linux does): receivers that batch (GRO, LRO, one ACK per poll)
+            # send stretch ACKs, and the cap would slow start to a crawl.
+            self.cwnd += acked
         else:
             # Congestion avoidance: about one MSS per RTT (RFC 5681 3.1, eq. 3 variant)
             self._acc += acked
@@ -63,7 +65,7 @@ class Cubic(NewReno):
 
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         if self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, 2 * self.mss)
+            self.cwnd += acked
             return
         mss = self.mss
         if self.epoch is None:

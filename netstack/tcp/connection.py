@@ -817,7 +817,6 @@ class TCB:
         if st is State.TIME_WAIT:
             if self.ack_now:
                 out.append((self._ack_seg(self.snd_nxt, ACK, now), b""))
-                self.ack_now = False
             return out
         # retransmission of one segment (fast retransmit / partial ack / SACK hole)
         if self._retransmit_one:
@@ -841,12 +840,8 @@ class TCB:
         if self.snd_wnd == 0 and len(self.sbuf) > seq_sub(self.snd_nxt, self.snd_una) and \
                 self.rto_at is None and self.persist_at is None:
             self.persist_at = now + max(self.rto, self.cfg.rto_min)
-        if self.ack_now and not out:
+        if self.ack_now:
             out.append((self._ack_seg(self.snd_nxt, ACK, now), b""))
-        if out:
-            self.ack_now = False
-            self.delack_at = None
-            self.unacked_segments = 0
         return out
 
     def _next_hole(self, start: int):
@@ -921,6 +916,10 @@ class TCB:
         raw = min(wnd >> self.rcv_wscale, 65535)
         self.last_ack_sent = self.rcv_nxt
         self.last_wnd_sent = raw << self.rcv_wscale
+        # every segment we send acknowledges everything received so far
+        self.ack_now = False
+        self.delack_at = None
+        self.unacked_segments = 0
         ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
         sack = self._sack_blocks() if self.ooo else ()
         return TcpRepr(self.local_port, self.remote_port, seq, self.rcv_nxt, flags, raw, 0, None, None,
