@@ -169,6 +169,8 @@ class TCB:
         self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "challenge_acks": 0,
                       "dup_acks": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
         self._was_writable = True
+        self.sched_at: float | None = None   # the Interface's timer-heap bookkeeping
+        self.owner = None                     # called with self after a user call changes what to send
 
     # ---- state -------------------------------------------------------------
     def _set_state(self, new: State) -> None:
@@ -248,9 +250,14 @@ class TCB:
         n = min(len(data), self.send_space())
         if n:
             self.sbuf.append(memoryview(data)[:n] if n < len(data) else data)
+            self._changed()
         if self.send_space() == 0:
             self._was_writable = False
         return n
+
+    def _changed(self) -> None:
+        if self.owner is not None:
+            self.owner(self)
 
     def recv_available(self) -> int:
         return self.rq_bytes
@@ -272,6 +279,7 @@ class TCB:
             wnd = self._rcv_window()
             if wnd - self.last_wnd_sent >= min(self.recv_buffer // 2, 2 * self.mss):
                 self.ack_now = True
+                self._changed()
         return out
 
     def at_eof(self) -> bool:
@@ -280,19 +288,23 @@ class TCB:
     def close(self) -> None:
         """Shut down the sending side: FIN after all queued data."""
         st = self.state
-        if st is State.SYN_SENT or st is State.CLOSED:
-            self._finish(None)
-            return
-        if st is State.LISTEN:
-            self._finish(None)
-            return
-        self.fin_queued = True
+        if st is State.SYN_SENT or st is State.CLOSED or st is State.LISTEN:
+            if st is not State.CLOSED:
+                self._finish(None)
+        else:
+            self.fin_queued = True
+        self._changed()
+
+    def set_nodelay(self, nodelay: bool) -> None:
+        self.nodelay = nodelay
+        self._changed()
 
     def abort(self) -> None:
         """Reset the connection now (RFC 9293 ABORT)."""
         if self.state in SYNCHRONIZED or self.state is State.SYN_RECEIVED:
             self.rst_pending = self._seg(self.snd_nxt, 0, RST)
         self._finish(ConnectionAbortedError(103, "connection aborted"))
+        self._changed()
 
     def set_keepalive(self, on: bool, idle=None, interval=None, count=None) -> None:
         self.keepalive = on
@@ -304,6 +316,7 @@ class TCB:
             self.keepalive_count = count
         self.keepalive_at = None
         self.keepalive_probes = 0
+        self._changed()
 
     def icmp_mtu(self, mtu: int) -> None:
         """Fragmentation needed: lower the MSS (RFC 1191)."""
@@ -319,6 +332,71 @@ class TCB:
             self._finish(ConnectionRefusedError(111, "Connection refused"))
 
     # ---- input -----------------------------------------------------------------
+    def on_segment_fast(self, seq: int, ack: int, flags: int, window: int, ts, payload, now: float) -> bool:
+        """Header prediction (Van Jacobson): the two segments of a bulk transfer
+        -- in-order data that acks nothing new, or a pure ACK of new data -- in
+        ESTABLISHED with nothing unusual going on, handled without building a
+        TcpRepr. Returns False when the segment needs the full path
+        (`on_segment`), having changed nothing."""
+        if self.state is not State.ESTABLISHED or (flags != ACK and flags != ACK | PSH) \
+                or seq != self.rcv_nxt or self.ooo or self.in_recovery or self.sacked or self.fin_queued:
+            return False
+        if ts is not None:
+            if not self.ts_ok or ((ts[0] - self.ts_recent) & MASK) >= 0x80000000:
+                return False  # PAWS or options mismatch: the full path decides
+        elif self.ts_ok:
+            return False
+        if (window << self.snd_wscale) != self.snd_wnd:
+            return False
+        plen = len(payload)
+        una = self.snd_una
+        if ack == una:
+            if not plen or plen > self.recv_buffer - self.rq_bytes:
+                return False
+            if ts is not None and seq == self.last_ack_sent:
+                self.ts_recent = ts[0]
+                self.ts_recent_age = now
+            self.rq.append(payload)
+            self.rq_bytes += plen
+            self.rcv_nxt = (seq + plen) & MASK
+            self.events.append(Event.READABLE)
+            self.last_recv = now
+            self.snd_wl1 = seq
+            self.unacked_segments += 1
+            if self.unacked_segments >= 2 or plen > self.mss:
+                self.ack_now = True   # every second full-sized segment (RFC 5681 4.2)
+            elif self.delack_at is None:
+                self.delack_at = now + self.cfg.delayed_ack
+            return True
+        if plen or ((ack - una) & MASK) >= 0x80000000 or ((self.snd_max - ack) & MASK) >= 0x80000000:
+            return False
+        # a pure ACK of new data
+        acked = (ack - una) & MASK
+        self.sbuf.consume(acked)
+        self.snd_una = ack
+        if ((self.snd_nxt - ack) & MASK) >= 0x80000000:
+            self.snd_nxt = ack
+        self.retries = 0
+        self.dupacks = 0
+        self.last_recv = now
+        self.snd_wl1, self.snd_wl2 = seq, ack
+        if ts is not None:
+            if seq == self.last_ack_sent:
+                self.ts_recent = ts[0]
+                self.ts_recent_age = now
+            self._rtt_sample(ack, ts[1], now)
+        else:
+            self._rtt_sample(ack, 0, now)
+        self.cc.on_ack(acked, now, self.srtt)
+        if self.snd_una == self.snd_max:
+            self.rto_at = None
+        else:
+            self.rto_at = now + self.rto
+        if not self._was_writable and self.send_space():
+            self._was_writable = True
+            self.events.append(Event.WRITABLE)
+        return True
+
     def on_segment(self, seg: TcpRepr, payload, now: float) -> None:
         st = self.state
         flags = seg.flags
@@ -672,13 +750,16 @@ class TCB:
 
     # ---- RTT / RTO (RFC 6298) ------------------------------------------------------
     def _rtt_sample_ack(self, seg: TcpRepr, now: float) -> None:
+        self._rtt_sample(seg.ack, seg.timestamp[1] if seg.timestamp is not None else 0, now)
+
+    def _rtt_sample(self, ack: int, tsecr: int, now: float) -> None:
         sample = None
-        if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
-            sample = ((self._ts_now(now) - seg.timestamp[1]) & MASK) / 1000.0
+        if self.ts_ok and tsecr:
+            sample = ((self._ts_now(now) - tsecr) & MASK) / 1000.0
             if sample > 3600:
                 sample = None
             self.rtt_seq = None
-        elif self.rtt_seq is not None and seq_gt(seg.ack, self.rtt_seq):
+        elif self.rtt_seq is not None and seq_gt(ack, self.rtt_seq):
             sample = now - self.rtt_time
             self.rtt_seq = None
         if sample is None:

@@ -12,6 +12,8 @@ HEADER_LEN = 20
 _HDR = struct.Struct("!HHIIBBHHH")
 _TS_FAST = b"\x01\x01\x08\x0a"
 _TS = struct.Struct("!II")
+_HDR_TS = struct.Struct("!HHIIBBHHHIII")
+_CSUM = struct.Struct("!H")
 _PROTO = 6
 
 OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERMITTED, OPT_SACK, OPT_TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
@@ -121,6 +123,23 @@ class TcpRepr(NamedTuple):
     def emit(self, payload, src: bytes, dst: bytes, checksum: bool = True) -> bytes:
         """Header + options + payload. checksum=False leaves the pseudo-header sum
         in the field, as a NEEDS_CSUM (offloaded) frame wants it."""
+        if self.mss is None and self.wscale is None and not self.sack_permitted and not self.sack_blocks:
+            # the common segment: no options, or only the timestamp
+            ts = self.timestamp
+            n = len(payload)
+            if ts is None:
+                seg = bytearray(20 + n)
+                _HDR.pack_into(seg, 0, self.src_port, self.dst_port, self.seq, self.ack, 0x50, self.flags,
+                               self.window, 0, self.urgent)
+                seg[20:] = payload
+            else:
+                seg = bytearray(32 + n)
+                _HDR_TS.pack_into(seg, 0, self.src_port, self.dst_port, self.seq, self.ack, 0x80, self.flags,
+                                  self.window, 0, self.urgent, 0x0101080A, ts[0], ts[1])
+                seg[32:] = payload
+            ph = pseudo_header_sum(src, dst, _PROTO, len(seg))
+            _CSUM.pack_into(seg, 16, internet_checksum(seg, ph) if checksum else ph)
+            return bytes(seg)
         opts = self.options_bytes()
         hlen = HEADER_LEN + len(opts)
         hdr = _HDR.pack(self.src_port, self.dst_port, self.seq, self.ack, (hlen // 4) << 4,
