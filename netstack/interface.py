@@ -366,7 +366,8 @@ class Interface:
     def port_in_use(self, port: int) -> bool:
         return port in self.listeners or any(k[1] == port for k in self.tcbs)
 
-    def tcp_connect(self, remote_ip: bytes, remote_port: int, now: float, local_port: int | None = None) -> TCB:
+    def tcp_connect(self, remote_ip: bytes, remote_port: int, now: float, local_port: int | None = None,
+                    congestion: str | None = None) -> TCB:
         if local_port is None:
             local_port = self.ephemeral_port(remote_ip, remote_port)
         key = (self.ip, local_port, remote_ip, remote_port)
@@ -374,6 +375,8 @@ class Interface:
             raise OSError(98, "connect: Address already in use")
         tcb = TCB(self.cfg.tcp, self.ip, local_port, remote_ip, remote_port, self.isn.isn(key, now), now,
                   self._route_mss(remote_ip), self.cfg.tso_max)
+        if congestion is not None:
+            tcb.set_congestion(congestion)
         self._adopt(tcb)
         tcb.open_active(now)
         self.tcbs[key] = tcb

@@ -455,3 +455,60 @@ def test_peer_with_buffer_below_one_mss_still_gets_data():
     send(t, seg(IRS + 1, ISS + 1, window=1000))
     t.send(b"w" * 5000)
     assert [len(p) for _s, p in recv(t)] == [1000]
+
+
+# ---- SACK-based recovery and congestion control -------------------------------------------
+
+def test_sack_recovery_retransmits_only_the_hole():
+    t = established(sack=True)
+    t.sack_ok = True
+    t.send(b"s" * 1460 * 6)
+    assert len(recv(t, 0.0)) == 6
+    base = ISS + 1
+    # the first segment is lost; the peer SACKs the other five
+    for k in range(2, 6):
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"", 0.01)
+    assert t.in_recovery
+    out = recv(t, 0.01)
+    assert [(s.seq, len(p)) for s, p in out] == [(base, 1460)]
+    send(t, seg(IRS + 1, base + 1460 * 6), b"", 0.02)
+    assert not t.in_recovery and t.sacked == []
+
+
+def test_bogus_sack_blocks_are_ignored():
+    t = established(sack=True)
+    t.sack_ok = True
+    t.send(b"s" * 1460 * 2)
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1, sack_blocks=((ISS + 100000, ISS + 200000),)))
+    assert t.sacked == []
+
+
+def test_congestion_window_grows_and_halves():
+    from netstack.tcp.congestion import Cubic, NewReno
+    for cls in (NewReno, Cubic):
+        cc = cls(1000, 10)
+        assert cc.cwnd == 10000
+        cc.on_ack(5000, 0.0, 0.1)
+        assert cc.cwnd == 15000          # slow start: +bytes acked
+        cc.on_loss_fast(15000, 1.0)
+        assert cc.ssthresh == (7500 if cls is NewReno else 10500)
+        cc.exit_recovery(0)
+        before = cc.cwnd
+        for i in range(200):
+            cc.on_ack(1000, 1.0 + i * 0.01, 0.1)
+        assert cc.cwnd > before          # congestion avoidance grows again
+        cc.on_loss_timeout(20000, 5.0)
+        assert cc.cwnd == 1000           # loss window after an RTO
+
+
+def test_cubic_selectable_per_connection():
+    from netstack.testing import LinkPair
+    from netstack.wire import ip_to_bytes
+    lp = LinkPair.make()
+    lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now, congestion="cubic")
+    assert c.cc.name == "cubic"
+    import pytest as _p
+    with _p.raises(ValueError):
+        lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now, congestion="vegas")

@@ -295,6 +295,12 @@ class TCB:
             self.fin_queued = True
         self._changed()
 
+    def set_congestion(self, name: str) -> None:
+        """Choose this connection's congestion control: "newreno" or "cubic"."""
+        cc = congestion.make(name, self.mss, self.cfg.initial_cwnd_segments)
+        cc.cwnd, cc.ssthresh = self.cc.cwnd, self.cc.ssthresh
+        self.cc = cc
+
     def set_nodelay(self, nodelay: bool) -> None:
         self.nodelay = nodelay
         self._changed()
