@@ -487,12 +487,13 @@ class Interface:
         self.tx.append(_ETH.pack(dst_mac, self.mac, ETHERTYPE_ARP) + arp)
         self.counters["tx_arp"] += 1
 
-    def _send_tcp(self, dst: bytes, seg: TcpRepr, payload, now: float) -> None:
+    def _send_tcp(self, dst: bytes, seg: TcpRepr, payload, now: float, mss: int = 0) -> None:
         offload = self.cfg.tx_checksum_offload
         data = seg.emit(payload, self.ip, dst, checksum=not offload)
         gso = 0
-        if self.cfg.tso_max and len(payload) > self.cfg.tcp.mss:
-            gso = self.cfg.tcp.mss
+        mss = mss or self.cfg.tcp.mss
+        if self.cfg.tso_max and len(payload) > mss:
+            gso = mss  # the device cuts the payload into segments of the connection's MSS
         meta = (34, 16, gso) if offload else (0, 0, gso)
         if gso and not offload:
             raise RuntimeError("TSO needs tx_checksum_offload")
@@ -528,7 +529,7 @@ class Interface:
                 due.add(tcb)
         for tcb in due:
             for seg, payload in tcb.poll(now):
-                self._send_tcp(tcb.remote_ip, seg, payload, now)
+                self._send_tcp(tcb.remote_ip, seg, payload, now, tcb.mss)
             self._collect(tcb)
             self._schedule(tcb)
 

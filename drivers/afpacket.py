@@ -1,0 +1,93 @@
+"""AF_PACKET raw sockets bound to one interface (a veth end or a NIC), with
+PACKET_VNET_HDR offloads as on a TAP (FINDINGS.md section 4).
+
+The kernel's own stack must not answer for the address our stack uses on that
+interface: give the interface no kernel address (a dedicated veth end, or a
+namespace of its own), or the kernel will send RSTs and ICMP errors for our
+connections. PACKET_FANOUT (for shards) is set with `fanout(group, mode)`.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from .base import Device
+from .tap import DATA_VALID, NEEDS_CSUM, VNET_HDR_LEN, _ZERO_HDR, vnet_header
+
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15
+PACKET_FANOUT = 18
+PACKET_IGNORE_OUTGOING = 23
+PACKET_FANOUT_HASH = 0
+PACKET_FANOUT_CPU = 2
+PACKET_FANOUT_QM = 5
+PACKET_FANOUT_CBPF = 6
+ETH_P_ALL = 0x0003
+
+
+class AfPacketDevice(Device):
+    def __init__(self, ifname: str, mac: bytes | None = None, mtu: int = 1500, vnet_hdr: bool = True) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            if vnet_hdr:
+                self.sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            try:
+                self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            except OSError:
+                pass
+            self.sock.bind((ifname, 0))
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
+        self.ifname = ifname
+        self.vnet = vnet_hdr
+        self.mac = mac or self.sock.getsockname()[4]
+        self.mtu = mtu
+        self.rx_checksum = self.tx_checksum = self.tso = self.lro = vnet_hdr
+        self.counters = {"rx_frames": 0, "tx_frames": 0, "tx_errors": 0}
+
+    def fanout(self, group: int, mode: int = PACKET_FANOUT_HASH) -> None:
+        self.sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (group & 0xFFFF) | (mode << 16))
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv_batch(self, n: int = 64) -> list:
+        out = []
+        for _ in range(n):
+            try:
+                data = self.sock.recv(65536 + VNET_HDR_LEN + 64)
+            except BlockingIOError:
+                break
+            if self.vnet:
+                out.append((memoryview(data)[VNET_HDR_LEN:], bool(data[0] & (NEEDS_CSUM | DATA_VALID))))
+            else:
+                out.append((data, False))
+        self.counters["rx_frames"] += len(out)
+        return out
+
+    def send_batch(self, frames) -> int:
+        sent = 0
+        for f in frames:
+            data = f.data if hasattr(f, "data") else f
+            try:
+                if self.vnet:
+                    hdr = vnet_header(f) if hasattr(f, "data") else _ZERO_HDR
+                    self.sock.sendmsg([hdr, data])
+                else:
+                    self.sock.send(data)
+                sent += 1
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.ENOBUFS, errno.EMSGSIZE):
+                    raise
+                self.counters["tx_errors"] += 1
+        self.counters["tx_frames"] += sent
+        return sent
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def stats(self) -> dict:
+        return dict(self.counters)
