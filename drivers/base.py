@@ -113,7 +113,9 @@ class Recording(Wrapper):
         now = self._clock()
         for f, _ok in got:
             self._writer.writepkt(bytes(f), now)
-        self.recorded += len(got)
+        if got:
+            self.recorded += len(got)
+            self._file.flush()
         return got
 
     def send_batch(self, frames) -> int:

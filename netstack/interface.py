@@ -446,7 +446,10 @@ class Interface:
             self._to_link(dst, (pkt, offload), now)
             return
         if dont_frag:
-            raise OSError(90, "Message too long")
+            # never raise out of frames_to_send: a bug upstream (a segment
+            # sized past the MTU) must cost one counted drop, not the stack
+            self.drop("tx_too_big_for_mtu")
+            return
         for off, more, chunk in fragment(l4, mtu):
             hdr = Ipv4Repr(self.ip, dst, protocol, len(chunk), 64, self.ip_ident, False, more, off).emit()
             self._to_link(dst, (hdr + chunk, (0, 0, 0)), now)
@@ -491,9 +494,11 @@ class Interface:
         offload = self.cfg.tx_checksum_offload
         data = seg.emit(payload, self.ip, dst, checksum=not offload)
         gso = 0
-        mss = mss or self.cfg.tcp.mss
-        if self.cfg.tso_max and len(payload) > mss:
-            gso = mss  # the device cuts the payload into segments of the connection's MSS
+        n = len(payload)
+        room = self.cfg.mtu - 20 - (len(data) - n)   # payload that fits one wire segment with these options
+        if n > room and self.cfg.tso_max:
+            # the device cuts the payload into segments that each carry this header
+            gso = min(mss or room, room)
         meta = (34, 16, gso) if offload else (0, 0, gso)
         if gso and not offload:
             raise RuntimeError("TSO needs tx_checksum_offload")

@@ -94,19 +94,23 @@ def write_pcap(path: str, frames) -> None:
             w.writepkt(bytes(frame), ts)
 
 
-def echo_app(iface: Interface) -> None:
-    """An RFC 862 echo server application for replays: listens on port 7."""
+def echo_app(port: int = 7):
+    """An RFC 862 echo server application for replays, listening on `port`:
+    returns app(iface), called by Replay after every step."""
     from .tcp import Event
-    if 7 not in iface.listeners:
-        iface.tcp_listen(7)
-    for obj, ev in iface.pop_events():
-        if ev == "acceptable":
-            obj.accept()
-        elif ev is Event.READABLE and hasattr(obj, "recv"):
-            while (data := obj.recv()):
-                obj.send(bytes(data))
-            if obj.at_eof() and not obj.fin_queued:
-                obj.close()
+
+    def app(iface: Interface) -> None:
+        if port not in iface.listeners:
+            iface.tcp_listen(port)
+        for obj, ev in iface.pop_events():
+            if ev == "acceptable":
+                obj.accept()
+            elif ev is Event.READABLE and hasattr(obj, "recv"):
+                while (data := obj.recv()):
+                    obj.send(bytes(data))
+                if obj.at_eof() and not obj.fin_queued:
+                    obj.close()
+    return app
 
 
 class Replay:
@@ -122,14 +126,13 @@ class Replay:
     (`checksum_verified=True`): captures taken on veth/TAP carry partial ones.
     """
 
-    def __init__(self, path: str, config, app=echo_app) -> None:
+    def __init__(self, path: str, config, app=None, tail: float = 0.1) -> None:
         self.frames = read_pcap(path)
         self.iface = Interface(config)
-        self.app = app
+        self.app = app if app is not None else echo_app(7)
+        self.tail = tail
         self.sent: list = []       # (time, frame) our output
         self.expected: list = []   # (time, frame) the original host's output
-        self.delta = None          # our ISN - their ISN
-        self.isn_peer = None
 
     def _ours(self, frame: bytes) -> bool:
         return frame[6:12] == self.iface.mac
@@ -145,16 +148,14 @@ class Replay:
             self.app(self.iface)
 
     def _learn_isn(self, frame: bytes, ours: bool) -> None:
+        """Remember each connection's ISN (keyed by the peer's port) from SYN-ACKs."""
         seg = _tcp_fields(frame)
         if seg is not None and seg["flags"] & 0x12 == 0x12:
-            if ours:
-                self._our_isn = seg["seq"]
-            else:
-                self._their_isn = seg["seq"]
+            (self._our_isn if ours else self._their_isn)[(seg["dport"], seg["sport"])] = seg["seq"]
 
     def run(self) -> "Replay":
         t0 = self.frames[0][0] if self.frames else 0.0
-        self._our_isn = self._their_isn = None
+        self._our_isn, self._their_isn = {}, {}
         for ts, frame in self.frames:
             if self._ours(frame):
                 self.expected.append((ts - t0, frame))
@@ -173,9 +174,9 @@ class Replay:
             now = max(now, t)
             self.iface.receive_frame(self._rewrite(frame), now, checksum_verified=True)
             self._collect(now)
-        for _ in range(100):
+        for _ in range(100):   # let delayed ACKs and the like go out, not retransmissions
             due = self.iface.poll_at()
-            if due is None or due > now + 1.0:
+            if due is None or due > now + self.tail:
                 break
             now = max(now, due)
             self._collect(now)
@@ -183,9 +184,10 @@ class Replay:
 
     def _rewrite(self, frame: bytes) -> bytes:
         seg = _tcp_fields(frame)
-        if seg is None or not seg["flags"] & 0x10 or self._our_isn is None or self._their_isn is None:
+        key = (seg["sport"], seg["dport"]) if seg is not None else None
+        if seg is None or not seg["flags"] & 0x10 or key not in self._our_isn or key not in self._their_isn:
             return frame
-        delta = (self._our_isn - self._their_isn) & 0xFFFFFFFF
+        delta = (self._our_isn[key] - self._their_isn[key]) & 0xFFFFFFFF
         off = seg["offset"]
         ack = (seg["ack"] + delta) & 0xFFFFFFFF
         return frame[:off + 8] + ack.to_bytes(4, "big") + frame[off + 12:]

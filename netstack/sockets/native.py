@@ -16,6 +16,7 @@ fd closes.
 from __future__ import annotations
 
 import errno
+import logging
 import weakref
 
 from reactor import Timer
@@ -28,6 +29,8 @@ from ..wire import ip_to_bytes, ip_to_str, parse_mac
 from .api import accept_result, connected_socket, datagram, socket_address, temporary_buffer
 
 __all__ = ["NativeStack", "create_native_stack"]
+
+log = logging.getLogger("seastar")
 
 RECV_BATCH = 64
 TSO_MAX = 64000
@@ -74,7 +77,16 @@ class NativeStack:
         self.timer = Timer(self.poll, reactor)
         self.armed_at = None
         reactor.add_poller(self)
+        reactor.at_exit(self.close)
         self.poll()
+
+    def close(self) -> None:
+        self.reactor.remove_poller(self)
+        self.timer.cancel()
+        if self.pfd is not None:
+            self.pfd.close()
+            self.pfd = None
+        self.dev.close()
 
     # ---- the poller ---------------------------------------------------------------------
     def poll(self) -> bool:
@@ -95,7 +107,12 @@ class NativeStack:
             self._dispatch()
         due = iface.poll_at()
         if due is not None and due <= now:
-            out = iface.frames_to_send(now)
+            try:
+                out = iface.frames_to_send(now)
+            except Exception:  # noqa: BLE001 - a stack bug must not take the server down
+                log.exception("native stack: frames_to_send failed")
+                iface.counters["internal_errors"] += 1
+                out = []
             if out:
                 self.dev.send_batch(out)
                 work = True
