@@ -172,8 +172,9 @@ class Interface:
                         ts = False
                     if ts is not False and ones_sum(mv[14:34]) == 0xFFFF and \
                             (csum_ok or _tcp_checksum_ok(mv[34:14 + total], sip, dip)):
-                        self.counters["rx_tcp_fast"] += 1
                         if tcb.on_segment_fast(seq, ack, flags, window, ts, mv[34 + hlen:14 + total], now):
+                            self.counters["rx_tcp"] += 1
+                            self.counters["rx_tcp_fast"] += 1
                             if tcb.ack_now or len(tcb.sbuf) > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
                                 self.dirty.add(tcb)     # something to send now
                             elif tcb.delack_at is not None and (tcb.sched_at is None or tcb.delack_at < tcb.sched_at):

@@ -111,6 +111,8 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lro", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--stack-seed", type=int, default=None,
                    help="seed for the stack's randomness (ISNs, IP ids, ports): reproducible runs")
+    g.add_argument("--print-net-stats", action="store_true",
+                   help="print the network stack's counters (one JSON line on stderr) at exit")
 
 
 class app_template:  # noqa: N801 - Seastar's name

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The main job, on a fresh machine: install, start the servers, talk to them.
+# The main job on a fresh machine (as root): install, then run the tutorial's
+# echo and canned servers on our native stack, each on a TAP device in a network
+# namespace this script creates and removes, talked to by kernel clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -131,9 +131,9 @@ def test_bad_checksums_are_detected():
 def test_every_truncation_is_malformed_never_a_crash(maker):
     frame = {
         "tcp": tcp_frame(),
-        "udp": raw(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2) / b"data"),
-        "icmp": raw(Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / ICMP(id=1, seq=2) / b"ping"),
-        "arp": raw(Ether() / ARP(psrc="192.0.2.1", pdst="192.0.2.2")),
+        "udp": raw(Ether(dst='02:00:00:00:00:02', src='02:00:00:00:00:01') / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2) / b"data"),
+        "icmp": raw(Ether(dst='02:00:00:00:00:02', src='02:00:00:00:00:01') / IP(src="192.0.2.1", dst="192.0.2.2") / ICMP(id=1, seq=2) / b"ping"),
+        "arp": raw(Ether(dst='ff:ff:ff:ff:ff:ff', src='02:00:00:00:00:01') / ARP(psrc="192.0.2.1", pdst="192.0.2.2")),
     }[maker]
     full = parse_any(frame)
     for n in range(len(frame)):

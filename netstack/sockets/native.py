@@ -81,6 +81,10 @@ class NativeStack:
         self.poll()
 
     def close(self) -> None:
+        if (self.reactor.config or {}).get("print_net_stats"):
+            import json
+            import sys
+            print("net-stats " + json.dumps(self.stats(), sort_keys=True), file=sys.stderr, flush=True)
         self.reactor.remove_poller(self)
         self.timer.cancel()
         if self.pfd is not None:
