@@ -129,24 +129,46 @@ class Future:
 
     # ---- resolution (internal; users resolve through a Promise) ----------
     def _set_value(self, value) -> None:
-        if self._state:
-            raise FutureError("future already resolved")
-        self._state = _VALUE
-        self._result = value
-        if self._cb is not None:
-            _schedule((self._cb, self))
+        f = self
+        while True:
+            if f._state:
+                raise FutureError("future already resolved")
+            f._state = _VALUE
+            f._result = value
+            cb = f._cb
+            if cb is _forward_cb:
+                # A pure forward runs no user code: resolve its target now
+                # instead of spending a trip through the run queue.
+                out = f._cbarg
+                f._cbarg = None
+                f._used = True
+                f = out
+                continue
+            if cb is not None:
+                _schedule((cb, f))
+            return
 
     def _set_exception(self, exc: BaseException) -> None:
-        if self._state:
-            raise FutureError("future already resolved")
         if isinstance(exc, type):
             exc = exc()
-        self._state = _EXC
-        self._result = exc
-        if self._cb is not None:
-            _schedule((self._cb, self))
-        else:
-            self._guard = _FailureGuard(exc)
+        f = self
+        while True:
+            if f._state:
+                raise FutureError("future already resolved")
+            f._state = _EXC
+            f._result = exc
+            cb = f._cb
+            if cb is _forward_cb:
+                out = f._cbarg
+                f._cbarg = None
+                f._used = True
+                f = out
+                continue
+            if cb is not None:
+                _schedule((cb, f))
+            else:
+                f._guard = _FailureGuard(exc)
+            return
 
     def _take(self):
         """Consume: mark used, disarm the failure guard, return (state, result)."""

@@ -304,7 +304,14 @@ class output_stream:  # noqa: N801
         self._parts = []
         self._pending = 0
         data = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
-        return self._sink.put(data).handle_exception(self._fail)
+        f = self._sink.put(data)
+        state = f._state
+        if state == 1:
+            return f   # accepted at once: the common case, no continuation needed
+        if state == 2:
+            self._error = f._result
+            return f
+        return f.handle_exception(self._fail)
 
     def _fail(self, e: BaseException):
         self._error = e
@@ -314,8 +321,11 @@ class output_stream:  # noqa: N801
         self._auto_flush = False
         if self._parts and not self._closed and self._error is None:
             f = self._put()
-            # The writer learns of a failure from its next write()/flush().
-            f.handle_exception(lambda e: None)
+            if f._state:
+                f.ignore_ready_future()   # a failure was recorded by _put
+            else:
+                # The writer learns of a failure from its next write()/flush().
+                f.handle_exception(_ignore)
 
     def flush(self) -> Future:
         """Resolves when everything written so far has been handed to the transport."""
@@ -347,6 +357,10 @@ class output_stream:  # noqa: N801
                 raise exc
             return done()
         return f.then_wrapped(on_error)
+
+
+def _ignore(_e) -> None:
+    return None
 
 
 class connected_socket:  # noqa: N801

@@ -219,13 +219,21 @@ class _PosixSource:
         c = self.conn
         if c.closed:
             return make_ready_future(temporary_buffer())
+        pfd = c.pfd
+        if not pfd._rready:
+            return pfd.readable().then(self.get)
         try:
             data = c.sock.recv(RECV_SIZE)
         except BlockingIOError:
-            c.pfd.clear_readable()
-            return c.pfd.readable().then(self.get)
+            pfd.clear_readable()
+            return pfd.readable().then(self.get)
         except OSError as e:
             return _failed(OSError(e.errno, e.strerror))
+        if 0 < len(data) < RECV_SIZE:
+            # A short read drained the socket: wait for the next epoll edge instead
+            # of paying for a recv that would fail with EAGAIN (edges that come
+            # after this read are still delivered by the next epoll_wait).
+            pfd.clear_readable()
         return make_ready_future(temporary_buffer(data))
 
     def close(self) -> None:
