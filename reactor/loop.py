@@ -65,7 +65,7 @@ class PollableFd:
     for a real edge.
     """
 
-    __slots__ = ("fd", "_reactor", "_rready", "_wready", "_rwait", "_wwait", "_closed")
+    __slots__ = ("fd", "_reactor", "_rready", "_wready", "_rwait", "_wwait", "_closed", "_hup")
 
     def __init__(self, reactor: "Reactor", fd: int) -> None:
         self.fd = fd
@@ -75,6 +75,7 @@ class PollableFd:
         self._rwait: Future | None = None
         self._wwait: Future | None = None
         self._closed = False
+        self._hup = False   # the peer hung up: reads never block again (EOF or error pending)
 
     def readable(self) -> Future:
         if self._rready:
@@ -93,12 +94,15 @@ class PollableFd:
         return f
 
     def clear_readable(self) -> None:
-        self._rready = False
+        if not self._hup:
+            self._rready = False
 
     def clear_writable(self) -> None:
         self._wready = False
 
     def _on_event(self, ev: int) -> None:
+        if ev & _EPOLLERRS:
+            self._hup = True
         if ev & (_EPOLLIN | _EPOLLERRS):
             self._rready = True
             w = self._rwait

@@ -143,3 +143,27 @@ def test_native_stack_is_not_available_yet(reactor):
     with pytest.raises(NotImplementedError, match="native"):
         listen(make_ipv4_address(1234))
     _ = make_ready_future
+
+
+def test_data_and_fin_arriving_together_reach_eof(reactor):
+    """A short read must not park the stream when the peer's FIN is already queued
+    behind the data (regression: the FIN's epoll edge was consumed with the data's)."""
+    from reactor import with_timeout
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)))
+    port = srv.local_address().port
+
+    def server_side(ar):
+        inp = ar.connection.input()
+        got = []
+
+        def read_all():
+            return inp.read().then(lambda b: got.append(bytes(b)) or (read_all() if b else None))
+        return sleep(0.05).then(read_all).then(lambda: got)
+    for _ in range(5):
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall(b"abc")
+        c.shutdown(socket.SHUT_WR)
+        got = reactor.run(lambda: with_timeout(2.0, srv.accept().then(server_side)))
+        assert got == [b"abc", b""]
+        c.close()
+    srv.close()
