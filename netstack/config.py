@@ -51,6 +51,7 @@ class InterfaceConfig:
     tx_checksum_offload: bool = False  # leave L4 checksums to the device (NEEDS_CSUM)
     tso_max: int = 0                   # > MSS: TCP may emit segments this large (device TSO)
     gratuitous_arp: bool = True
+    dhcp: bool = False                 # obtain ip/netmask/gateway with DHCP (ip starts as 0.0.0.0)
     tcp: TcpConfig = field(default_factory=TcpConfig)
     rng: random.Random = None  # type: ignore[assignment]
 

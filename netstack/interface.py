@@ -127,8 +127,23 @@ class Interface:
         self.ip_ident = self.rng.getrandbits(16)
         self.ping_replies: list = []      # echo replies received: (src, ident, seq, data)
         self.unreachable_errors: list = []
-        if config.gratuitous_arp:
+        self.dhcp = None
+        if config.dhcp:
+            from .dhcp import DhcpClient
+            self.dhcp = DhcpClient(self.mac, self.rng)
+            self.set_address(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00", None)
+        elif config.gratuitous_arp:
             self._send_arp(ARP_REQUEST, BROADCAST_MAC, b"\x00" * 6, self.ip)
+
+    def set_address(self, ip: bytes, netmask: bytes, gateway: bytes | None) -> None:
+        """(Re)configure our address, e.g. from a DHCP lease."""
+        self.ip = self.cfg.ip = ip
+        self.cfg.netmask = netmask
+        self.cfg.gateway = gateway
+        self._mask_int = int.from_bytes(netmask, "big")
+        self._net = int.from_bytes(ip, "big") & self._mask_int
+        if ip != b"\x00\x00\x00\x00" and self.cfg.gratuitous_arp:
+            self._send_arp(ARP_REQUEST, BROADCAST_MAC, b"\x00" * 6, ip)
 
     # ---- stats ----------------------------------------------------------------------
     def drop(self, reason: str) -> None:
@@ -288,6 +303,9 @@ class Interface:
     def _receive_udp(self, ip: Ipv4Repr, data, now: float, csum_ok: bool) -> None:
         udp, payload = UdpRepr.parse(data, ip.src, ip.dst, not csum_ok)
         self.counters["rx_udp"] += 1
+        if udp.dst_port == 68 and self.dhcp is not None:
+            self._dhcp_receive(payload, now)
+            return
         ep = self.udp.get(udp.dst_port)
         if ep is None:
             self.drop("udp_no_listener")
@@ -505,8 +523,29 @@ class Interface:
             raise RuntimeError("TSO needs tx_checksum_offload")
         self.send_ip(dst, IP_PROTO_TCP, data, now, dont_frag=True, offload=meta)
 
+    def _dhcp_receive(self, payload, now: float) -> None:
+        d = self.dhcp
+        d.receive(payload, now)
+        self._dhcp_events()
+
+    def _dhcp_events(self) -> None:
+        d = self.dhcp
+        for ev in d.events:
+            if ev in ("bound", "renewed"):
+                lease = d.lease
+                if lease.ip != self.ip:
+                    self.set_address(lease.ip, lease.netmask, lease.router)
+            elif ev == "lost":
+                self.set_address(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00", None)
+            self.events.append((d, ev))
+        d.events.clear()
+
     def frames_to_send(self, now: float) -> list:
         """Run timers and collect every frame that is due. Returns bytes or TxFrame."""
+        if self.dhcp is not None and self.dhcp.poll_at() <= now:
+            for payload in self.dhcp.poll(now):
+                self.udp_send(68, b"\xff\xff\xff\xff", 67, payload, now)
+            self._dhcp_events()
         self._poll_timers(now)
         out = self.tx
         self.tx = []
@@ -584,7 +623,8 @@ class Interface:
         while heap and heap[0][2].sched_at != heap[0][0]:
             heapq.heappop(heap)
         t = heap[0][0] if heap else None
-        for x in (self.neighbours.poll_at(), self.reassembler.poll_at()):
+        for x in (self.neighbours.poll_at(), self.reassembler.poll_at(),
+                  self.dhcp.poll_at() if self.dhcp is not None else None):
             if x is not None and (t is None or x < t):
                 t = x
         return t

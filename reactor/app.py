@@ -34,7 +34,7 @@ import signal
 import sys
 
 from . import shards as _smp
-from .future import futurize
+from .future import Future, futurize, make_ready_future
 from .loop import Reactor, ReactorStopped
 
 __all__ = ["app_template", "parse_memory_size", "format_exception"]
@@ -187,6 +187,16 @@ class app_template:  # noqa: N801 - Seastar's name
         return _Run(cfg, n, order, per_shard, fn).main()
 
 
+def _network_ready(cfg) -> "Future":
+    """With --network-stack native, bring the stack up (and wait for its DHCP
+    lease) before the application's function runs, as Seastar's app_template
+    does. The reactor knows nothing of networks: this is the one hook."""
+    if cfg.get("network_stack") != "native":
+        return make_ready_future()
+    from netstack.sockets.api import network_stack
+    return network_stack().ready()
+
+
 class _Run:
     """One application run, from shard 0's point of view."""
 
@@ -248,7 +258,7 @@ class _Run:
                 r.handle_signal(sig, lambda sig=sig: r.stop(0))
             code = 0
             try:
-                r.run(futurize(self.fn))
+                r.run(_network_ready(self.cfg).then(lambda: futurize(self.fn)))
             except ReactorStopped:
                 code = r._exit_code
                 if self.failure:

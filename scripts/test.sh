@@ -14,6 +14,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   need=""
   command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
   command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
+  command -v dnsmasq >/dev/null 2>&1 || need="$need dnsmasq-base"
   if [ -n "$need" ]; then
     (apt-get install -y -q $need >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $need >/dev/null 2>&1)) || \
       echo "warning: could not install$need; tests that need them will fail" >&2

@@ -38,11 +38,8 @@ TSO_MAX = 64000
 
 def create_native_stack(reactor) -> "NativeStack":
     cfg = reactor.config or {}
-    if not cfg.get("host_ipv4_addr"):
-        raise NotImplementedError(
-            "--network-stack native needs --host-ipv4-addr: the DHCP client (--dhcp) is not built yet")
-    if cfg.get("dhcp"):
-        raise NotImplementedError("--dhcp is not built yet: give --host-ipv4-addr (which turns DHCP off)")
+    # As in Seastar: DHCP unless the address is given (which turns DHCP off).
+    use_dhcp = not cfg.get("host_ipv4_addr")
     mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None
     csum, tso, lro = cfg.get("csum_offload", True), cfg.get("tso", True), cfg.get("lro", True)
     if cfg.get("dev"):
@@ -58,7 +55,8 @@ def create_native_stack(reactor) -> "NativeStack":
     per_shard = cfg.get("memory_per_shard") or (1 << 30)
     buf = int(min(4 << 20, max(64 << 10, per_shard // 1024)))  # per-connection buffers scale with -m
     icfg = InterfaceConfig(
-        mac=dev.mac, ip=cfg["host_ipv4_addr"], netmask=cfg.get("netmask_ipv4_addr") or "255.255.255.0",
+        mac=dev.mac, ip=cfg.get("host_ipv4_addr") or "0.0.0.0", dhcp=use_dhcp,
+        netmask=cfg.get("netmask_ipv4_addr") or "255.255.255.0",
         gateway=cfg.get("gw_ipv4_addr"), mtu=dev.mtu, seed=cfg.get("stack_seed"),
         tx_checksum_offload=dev.tx_checksum, tso_max=TSO_MAX if dev.tso else 0,
         tcp=TcpConfig(recv_buffer=buf, send_buffer=buf))
@@ -76,6 +74,9 @@ class NativeStack:
         self.busy: set = set()          # handlers someone is waiting on: kept alive
         self.timer = Timer(self.poll, reactor)
         self.armed_at = None
+        self._ready: Future | None = None
+        self._ready_waiters: list = []
+        self.lease = None
         reactor.add_poller(self)
         reactor.at_exit(self.close)
         self.poll()
@@ -133,9 +134,27 @@ class NativeStack:
     def _dispatch(self) -> None:
         handlers = self.handlers
         for obj, ev in self.iface.pop_events():
+            if obj is self.iface.dhcp:
+                self._on_dhcp(ev)
+                continue
             h = handlers.get(obj)
             if h is not None:
                 h.on_event(ev)
+
+    def _on_dhcp(self, ev) -> None:
+        if ev in ("bound", "renewed"):
+            self.lease = self.iface.dhcp.lease
+            w, self._ready_waiters = self._ready_waiters, []
+            for f in w:
+                f._set_value(None)
+
+    def ready(self) -> Future:
+        """Resolves once the stack has an address (at once unless DHCP is still running)."""
+        if self.iface.dhcp is None or self.iface.dhcp.lease is not None:
+            return make_ready_future()
+        f = Future()
+        self._ready_waiters.append(f)
+        return f
 
     def stats(self) -> dict:
         s = self.iface.stats()

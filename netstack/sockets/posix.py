@@ -43,6 +43,9 @@ class PosixStack:
     def __init__(self, reactor) -> None:
         self.reactor = reactor
 
+    def ready(self) -> Future:
+        return make_ready_future()
+
     def listen(self, addr: socket_address, opts):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
