@@ -512,3 +512,18 @@ def test_cubic_selectable_per_connection():
     import pytest as _p
     with _p.raises(ValueError):
         lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now, congestion="vegas")
+
+
+def test_pure_ack_after_rto_carries_the_highest_sequence_sent():
+    """After an RTO rewinds SND.NXT, ACKs must still be numbered at SND.MAX: a peer
+    that already got the data would drop a lower-numbered ACK as old (regression:
+    both ends retransmitting at once never heard each other's ACKs)."""
+    t = established()
+    t.send(b"r" * 3000)
+    recv(t, 0.0)
+    ((s, p),) = recv(t, 1.0)             # RTO: one segment resent from SND.UNA
+    assert s.seq == ISS + 1 and len(p) == 1460
+    send(t, seg(IRS + 1, ISS + 1), b"peer data", 1.1)
+    t.ack_now = True
+    ((a, p),) = recv(t, 1.1)
+    assert p == b"" and a.seq == ISS + 3001 and a.ack == IRS + 10

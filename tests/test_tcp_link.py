@@ -18,15 +18,16 @@ B_IP = ip_to_bytes("192.0.2.2")
 
 def pair(seed, congestion="newreno", sack=True, timestamps=True, **link):
     def iface(n, ip):
-        return Interface(InterfaceConfig(mac=bytes([2, 0, 0, 0, 0, n]), ip=ip, seed=seed * 10 + n,
-                                         tcp=TcpConfig(congestion=congestion, sack=sack, timestamps=timestamps)))
+        return Interface(InterfaceConfig(mac=bytes([2, 0, 0, 0, 0, n]), ip=ip, seed=seed * 10 + n, arp_retries=20,
+                                         tcp=TcpConfig(congestion=congestion, sack=sack, timestamps=timestamps,
+                                                       syn_retries=30, max_retries=30)))
     return LinkPair(iface(1, "192.0.2.1"), iface(2, "192.0.2.2"), seed=seed, **link)
 
 
 def transfer(lp, up: bytes, down: bytes):
     lst = lp.b.tcp_listen(80)
     c = lp.a.tcp_connect(B_IP, 80, lp.now)
-    lp.run_until(lambda: lst.accept_queue or c.state is State.CLOSED, max_time=120)
+    lp.run_until(lambda: lst.accept_queue or c.state is State.CLOSED, max_time=3000)
     assert c.state is State.ESTABLISHED
     s = lst.accept()
     sent = [0, 0]

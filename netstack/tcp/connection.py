@@ -288,11 +288,14 @@ class TCB:
     def close(self) -> None:
         """Shut down the sending side: FIN after all queued data."""
         st = self.state
-        if st is State.SYN_SENT or st is State.CLOSED or st is State.LISTEN:
-            if st is not State.CLOSED:
-                self._finish(None)
-        else:
+        if st is State.CLOSED:
+            return
+        if st is State.SYN_SENT or st is State.LISTEN:
+            self._finish(None)
+        elif not self.fin_queued:
             self.fin_queued = True
+        else:
+            return
         self._changed()
 
     def set_congestion(self, name: str) -> None:
@@ -308,7 +311,7 @@ class TCB:
     def abort(self) -> None:
         """Reset the connection now (RFC 9293 ABORT)."""
         if self.state in SYNCHRONIZED or self.state is State.SYN_RECEIVED:
-            self.rst_pending = self._seg(self.snd_nxt, 0, RST)
+            self.rst_pending = self._seg(self.snd_max, 0, RST)
         self._finish(ConnectionAbortedError(103, "connection aborted"))
         self._changed()
 
@@ -903,7 +906,7 @@ class TCB:
             return out
         if st is State.TIME_WAIT:
             if self.ack_now:
-                out.append((self._ack_seg(self.snd_nxt, ACK, now), b""))
+                out.append((self._ack_seg(self.snd_max, ACK, now), b""))
             return out
         # retransmission of one segment (fast retransmit / partial ack / SACK hole)
         if self._retransmit_one:
@@ -928,7 +931,11 @@ class TCB:
                 self.rto_at is None and self.persist_at is None:
             self.persist_at = now + max(self.rto, self.cfg.rto_min)
         if self.ack_now:
-            out.append((self._ack_seg(self.snd_nxt, ACK, now), b""))
+            # A pure ACK carries the highest sequence number sent: after an RTO
+            # snd_nxt is rewound, and an ACK numbered below what the peer has
+            # already received would be dropped as old (both sides retransmitting
+            # at once would then never hear each other's acknowledgements).
+            out.append((self._ack_seg(self.snd_max, ACK, now), b""))
         return out
 
     def _next_hole(self, start: int):
@@ -1065,7 +1072,7 @@ class TCB:
                 self._finish(TimeoutError(110, "Connection timed out (keepalive)"))
                 return
             # RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT-1, no data
-            out.append((self._ack_seg(seq_add(self.snd_nxt, -1), ACK, now), b""))
+            out.append((self._ack_seg(seq_add(self.snd_max, -1), ACK, now), b""))
             self.keepalive_probes += 1
             self.keepalive_at = now + self.keepalive_interval
 
