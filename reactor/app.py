@@ -129,8 +129,8 @@ class app_template:  # noqa: N801 - Seastar's name
                        help="run ready continuations for at most this long before polling (ms)")
         g.add_argument("--poll-mode", action="store_true",
                        help="busy-poll instead of sleeping when idle")
-        g.add_argument("--idle-poll-time-us", type=float, default=0.0,
-                       help="busy-poll this long before sleeping (µs)")
+        g.add_argument("--idle-poll-time-us", type=float, default=200.0,
+                       help="busy-poll this long before sleeping (µs; Seastar's default, 200)")
         add_network_options(self._parser)
         self._user = self._parser.add_argument_group("Application options")
         self._config: Configuration | None = None
