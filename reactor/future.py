@@ -35,6 +35,7 @@ import logging
 import traceback
 from collections import deque
 from time import perf_counter as _perf
+from sys import is_finalizing as _is_finalizing
 from types import CoroutineType
 
 __all__ = [
@@ -524,7 +525,7 @@ class Promise:
 
     def __del__(self) -> None:
         f = self._future
-        if f is not None and not f._state:
+        if f is not None and not f._state and not _is_finalizing():
             f._set_exception(BrokenPromise())
 
 

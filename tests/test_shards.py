@@ -151,3 +151,51 @@ def test_submit_to_in_process_api():
             r.run(lambda: smp.submit_to(7, int))
     finally:
         r.close()
+
+
+@needs2
+def test_sharded_echo_server_serves_on_every_shard():
+    """Listening on every shard (posix: SO_REUSEPORT): 200 connections land on
+    both shards and every byte comes back."""
+    import socket as so
+    ex = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "tutorial",
+                      "sharded_echo_server.py")
+    s = so.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    p = subprocess.Popen([sys.executable, ex, "-c2", "--port", str(port)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                so.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
+                time.sleep(0.05)
+        for i in range(200):
+            c = so.create_connection(("127.0.0.1", port))
+            msg = b"%d" % i * 100
+            c.sendall(msg)
+            c.shutdown(so.SHUT_WR)
+            got = b""
+            while (d := c.recv(65536)):
+                got += d
+            c.close()
+            assert got == msg
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    counts = {}
+    for line in out.splitlines():
+        if line.startswith("shard "):
+            shard, n = line.split(": ")
+            counts[shard] = int(n.split()[0])
+    assert set(counts) == {"shard 0", "shard 1"}, out + err
+    assert sum(counts.values()) == 201 and min(counts.values()) > 20
+    assert "exceptional future ignored" not in err

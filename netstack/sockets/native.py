@@ -38,6 +38,11 @@ TSO_MAX = 64000
 
 def create_native_stack(reactor) -> "NativeStack":
     cfg = reactor.config or {}
+    from reactor import smp
+    if smp.count > 1:
+        raise NotImplementedError(
+            "the native stack runs on one shard for now (-c1): RSS steering and per-shard "
+            "queues are still to come (issue 5); the posix stack shards with SO_REUSEPORT")
     # As in Seastar: DHCP unless the address is given (which turns DHCP off).
     use_dhcp = not cfg.get("host_ipv4_addr")
     mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None
