@@ -31,6 +31,7 @@ from .state import CAN_RECEIVE, CAN_SEND, SYNCHRONIZED, Event, State
 __all__ = ["TCB", "SendBuffer", "TcpError"]
 
 MAX_WINDOW_SHIFT = 14          # RFC 7323 2.3
+_SENDING_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 DUPACK_THRESHOLD = 3           # RFC 5681 3.2
 PAWS_IDLE = 24 * 24 * 3600     # RFC 7323 5.5: ts_recent is invalid after 24 days idle
 
@@ -359,51 +360,48 @@ class TCB:
             return False
         plen = len(payload)
         una = self.snd_una
-        if ack == una:
-            if not plen or plen > self.recv_buffer - self.rq_bytes:
-                return False
-            if ts is not None and seq == self.last_ack_sent:
-                self.ts_recent = ts[0]
-                self.ts_recent_age = now
+        acked = (ack - una) & MASK
+        if acked:
+            if acked >= 0x80000000 or ((self.snd_max - ack) & MASK) >= 0x80000000:
+                return False          # old, or acks what was never sent: the full path decides
+        elif not plen:
+            return False              # a duplicate ACK: loss recovery lives in the full path
+        if plen and plen > self.recv_buffer - self.rq_bytes:
+            return False
+        # --- accepted: from here on the segment is applied ---
+        self.last_recv = now
+        if ts is not None and seq == self.last_ack_sent:
+            self.ts_recent = ts[0]
+            self.ts_recent_age = now
+        if acked:
+            # new data acknowledged (the request of a request/response also acks the last response)
+            self.sbuf.consume(acked)
+            self.snd_una = ack
+            if ((self.snd_nxt - ack) & MASK) >= 0x80000000:
+                self.snd_nxt = ack
+            self.retries = 0
+            self.dupacks = 0
+            self.snd_wl1, self.snd_wl2 = seq, ack
+            self._rtt_sample(ack, ts[1] if ts is not None else 0, now)
+            self.cc.on_ack(acked, now, self.srtt)
+            if ack == self.snd_max:
+                self.rto_at = None
+            else:
+                self.rto_at = now + self.rto
+            if not self._was_writable and self.send_space():
+                self._was_writable = True
+                self.events.append(Event.WRITABLE)
+        if plen:
             self.rq.append(payload)
             self.rq_bytes += plen
             self.rcv_nxt = (seq + plen) & MASK
             self.events.append(Event.READABLE)
-            self.last_recv = now
             self.snd_wl1 = seq
             self.unacked_segments += 1
             if self.unacked_segments >= 2 or plen > self.mss:
                 self.ack_now = True   # every second full-sized segment (RFC 5681 4.2)
             elif self.delack_at is None:
                 self.delack_at = now + self.cfg.delayed_ack
-            return True
-        if plen or ((ack - una) & MASK) >= 0x80000000 or ((self.snd_max - ack) & MASK) >= 0x80000000:
-            return False
-        # a pure ACK of new data
-        acked = (ack - una) & MASK
-        self.sbuf.consume(acked)
-        self.snd_una = ack
-        if ((self.snd_nxt - ack) & MASK) >= 0x80000000:
-            self.snd_nxt = ack
-        self.retries = 0
-        self.dupacks = 0
-        self.last_recv = now
-        self.snd_wl1, self.snd_wl2 = seq, ack
-        if ts is not None:
-            if seq == self.last_ack_sent:
-                self.ts_recent = ts[0]
-                self.ts_recent_age = now
-            self._rtt_sample(ack, ts[1], now)
-        else:
-            self._rtt_sample(ack, 0, now)
-        self.cc.on_ack(acked, now, self.srtt)
-        if self.snd_una == self.snd_max:
-            self.rto_at = None
-        else:
-            self.rto_at = now + self.rto
-        if not self._was_writable and self.send_space():
-            self._was_writable = True
-            self.events.append(Event.WRITABLE)
         return True
 
     def on_segment(self, seg: TcpRepr, payload, now: float) -> None:
@@ -841,12 +839,11 @@ class TCB:
         return self.snd_nxt == self._fin_seq()
 
     def _can_send_data(self) -> bool:
-        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING,
-                              State.LAST_ACK):
-            return False
-        offset = seq_sub(self.snd_nxt, self.snd_una)
-        avail = len(self.sbuf) - offset
+        offset = (self.snd_nxt - self.snd_una) & MASK
+        avail = self.sbuf.size - offset
         if avail <= 0:
+            return False
+        if self.state not in _SENDING_STATES:
             return False
         wnd = min(self.snd_wnd, self.cc.cwnd) - offset
         if wnd <= 0:
