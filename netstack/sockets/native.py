@@ -104,7 +104,7 @@ class NativeStack:
         now = self.reactor.now()
         work = False
         pfd = self.pfd
-        if pfd is None or pfd._rready:
+        if pfd is None or pfd._rready or getattr(self.dev, "recheck", False):
             frames = self.dev.recv_batch(RECV_BATCH)
             if frames:
                 rx = iface.receive_frame
@@ -135,6 +135,11 @@ class NativeStack:
             if due is not None:
                 self.timer.arm(at=due)
         return work
+
+    def idle_timeout(self):
+        """How long the reactor may sleep before this device needs a look (or None)."""
+        f = getattr(self.dev, "idle_timeout", None)
+        return f() if f is not None else None
 
     def _dispatch(self) -> None:
         handlers = self.handlers
