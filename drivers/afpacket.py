@@ -71,13 +71,14 @@ class AfPacketDevice(Device):
     def send_batch(self, frames) -> int:
         sent = 0
         for f in frames:
-            data = f.data if hasattr(f, "data") else f
             try:
-                if self.vnet:
-                    hdr = vnet_header(f) if hasattr(f, "data") else _ZERO_HDR
-                    self.sock.sendmsg([hdr, data])
+                if hasattr(f, "data"):
+                    parts = [f.data, f.payload] if f.payload else [f.data]
+                    self.sock.sendmsg(([vnet_header(f)] if self.vnet else []) + parts)
+                elif self.vnet:
+                    self.sock.sendmsg([_ZERO_HDR, f])
                 else:
-                    self.sock.send(data)
+                    self.sock.send(f)
                 sent += 1
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.ENOBUFS, errno.EMSGSIZE):

@@ -22,7 +22,8 @@ from collections import deque
 
 
 def frame_bytes(f) -> bytes:
-    return f.data if hasattr(f, "data") else f
+    """The whole frame of bytes or of a TxFrame (headers + separate payload)."""
+    return f.frame() if hasattr(f, "frame") else f
 
 
 class Device:

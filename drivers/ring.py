@@ -165,15 +165,19 @@ class RingDevice(Device):
                     self.counters["tx_full"] += 1   # the peer is not keeping up: drop (TCP resends)
                     continue
             data = f.data if hasattr(f, "data") else f
+            payload = f.payload if hasattr(f, "data") else b""
             hdr = vnet_header(f) if hasattr(f, "data") else _ZERO_HDR
-            total = VNET_HDR_LEN + len(data)
+            total = VNET_HDR_LEN + len(data) + len(payload)
             if total > tx.slot:
                 self.counters["tx_full"] += 1
                 continue
             d = self.tx_free.pop()
             addr = tx.bufs + d * tx.slot
             mem[addr:addr + VNET_HDR_LEN] = hdr
-            mem[addr + VNET_HDR_LEN:addr + total] = data
+            mid = addr + VNET_HDR_LEN + len(data)
+            mem[addr + VNET_HDR_LEN:mid] = data
+            if payload:
+                mem[mid:addr + total] = payload
             _DESC.pack_into(mem, tx.desc + 16 * d, addr, total, 0, 0)
             _U16.pack_into(mem, tx.avail + 4 + 2 * (self.tx_avail % tx.n), d)
             self.tx_avail = (self.tx_avail + 1) & 0xFFFF

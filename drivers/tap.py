@@ -115,17 +115,17 @@ class TapDevice(Device):
         c = self.counters
         sent = 0
         for f in frames:
-            data = f.data if hasattr(f, "data") else f
             try:
-                if self.vnet:
-                    hdr = vnet_header(f) if hasattr(f, "data") else _ZERO_HDR
-                    if hdr is not _ZERO_HDR and hdr[1]:
+                if hasattr(f, "data"):
+                    hdr = vnet_header(f) if self.vnet else b""
+                    if self.vnet and hdr[1]:
                         c["tx_gso"] += 1
-                    os.writev(fd, (hdr, data))
+                    os.writev(fd, (hdr, f.data, f.payload))   # the payload is never copied
+                    c["tx_bytes"] += len(f.data) + len(f.payload)
                 else:
-                    os.write(fd, data)
+                    os.writev(fd, (_ZERO_HDR, f)) if self.vnet else os.write(fd, f)
+                    c["tx_bytes"] += len(f)
                 sent += 1
-                c["tx_bytes"] += len(data)
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.ENOBUFS, errno.EIO, errno.EINVAL):
                     raise

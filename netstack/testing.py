@@ -34,7 +34,7 @@ class LinkPair:
 
     def _send(self, src: Interface, dst: Interface) -> None:
         for f in src.frames_to_send(self.now):
-            data = f.data if isinstance(f, TxFrame) else f
+            data = f.frame() if isinstance(f, TxFrame) else f
             self.frames += 1
             if self.rng.random() < self.loss:
                 continue
@@ -141,7 +141,7 @@ class Replay:
         if self.app is not None:
             self.app(self.iface)
         for f in self.iface.frames_to_send(now):
-            data = f.data if hasattr(f, "data") else f
+            data = f.frame() if hasattr(f, "frame") else f
             self.sent.append((now, bytes(data)))
             self._learn_isn(bytes(data), ours=True)
         if self.app is not None:

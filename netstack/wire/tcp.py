@@ -120,6 +120,18 @@ class TcpRepr(NamedTuple):
     def header_len(self) -> int:
         return HEADER_LEN + len(self.options_bytes())
 
+    def emit_header(self, payload_len: int, src: bytes, dst: bytes) -> bytes:
+        """Header and options only, with the pseudo-header sum in the checksum field
+        (a NEEDS_CSUM segment whose payload the device will checksum): the payload
+        itself is never read, so it can travel to the driver without a copy."""
+        opts = b"" if self.timestamp is None and self.mss is None and self.wscale is None \
+            and not self.sack_permitted and not self.sack_blocks else self.options_bytes()
+        hlen = HEADER_LEN + len(opts)
+        hdr = bytearray(_HDR.pack(self.src_port, self.dst_port, self.seq, self.ack, (hlen // 4) << 4,
+                                  self.flags, self.window, 0, self.urgent) + opts)
+        _CSUM.pack_into(hdr, 16, pseudo_header_sum(src, dst, _PROTO, hlen + payload_len))
+        return bytes(hdr)
+
     def emit(self, payload, src: bytes, dst: bytes, checksum: bool = True) -> bytes:
         """Header + options + payload. checksum=False leaves the pseudo-header sum
         in the field, as a NEEDS_CSUM (offloaded) frame wants it."""
