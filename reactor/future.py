@@ -346,10 +346,45 @@ def _forward_cb(src: Future) -> None:
     out = src._cbarg
     src._cbarg = None
     state, result = src._take()
+    _settle_tail(out, state, result)
+
+
+def _settle_tail(out: Future, state: int, result) -> None:
+    """Resolve `out` at the very end of a task. If its continuation may run now
+    (within the inline depth and the task quota) it runs here instead of being
+    queued as one more task: a chain of deferred continuations then costs one
+    trip through the run queue rather than one per link. Only task tails use
+    this, so resolving a promise from user code still never runs user code."""
+    global _depth
+    cb = out._cb
+    if cb is not None and cb is not _forward_cb and not out._state and _depth < MAX_INLINE_DEPTH \
+            and _perf() < _deadline:
+        out._state = state
+        out._result = result
+        _depth += 1
+        try:
+            cb(out)
+        finally:
+            _depth -= 1
+        return
     if state == _EXC:
         out._set_exception(result)
     else:
         out._set_value(result)
+
+
+def _forward_tail(r, out: Future) -> None:
+    """_forward for task tails (see _settle_tail)."""
+    if isinstance(r, Future):
+        if r._state and r._cb is None:
+            state, result = r._take()
+            _settle_tail(out, state, result)
+        else:
+            r._attach(_forward_cb, out)
+    elif r.__class__ is CoroutineType:
+        Task(r)._attach(_forward_cb, out)
+    else:
+        _settle_tail(out, _VALUE, r)
 
 
 def _forward(r, out: Future) -> None:
@@ -381,7 +416,7 @@ def _run_then(src: Future) -> None:
     except BaseException as e:  # noqa: BLE001
         out._set_exception(e)
         return
-    _forward(r, out)
+    _forward_tail(r, out)
 
 
 def _run_then_wrapped(src: Future) -> None:
@@ -396,7 +431,7 @@ def _run_then_wrapped(src: Future) -> None:
     finally:
         src._cb = None
         src._release_guard()
-    _forward(r, out)
+    _forward_tail(r, out)
 
 
 def _finally_body(f: Future, fn):
