@@ -102,6 +102,9 @@ class RingDevice(Device):
         return self.rx_fd
 
     def recv_batch(self, n: int = 64) -> list:
+        return self._recv(n)
+
+    def _recv(self, n: int = 64, keep_hdr: bool = False) -> list:
         """Up to n frames. When the ring is drained the device asks the producer
         for a kick before returning (and looks once more, so a frame published
         in between is never missed): the caller may then sleep on fileno()."""
@@ -114,6 +117,7 @@ class RingDevice(Device):
             pass
         _U16.pack_into(mem, rx.kick, 0)          # we are polling: no kicks needed
         out = []
+        hdrs = self._last_hdrs = []
         used_idx = rx.used_idx()
         while len(out) < n:
             avail = rx.avail_idx()
@@ -133,6 +137,8 @@ class RingDevice(Device):
             addr, length, _f, _nx = _DESC.unpack_from(mem, rx.desc + 16 * d)
             data = mem[addr:addr + length]       # one copy out of the shared buffer
             out.append((memoryview(data)[VNET_HDR_LEN:], bool(data[0] & (NEEDS_CSUM | DATA_VALID))))
+            if keep_hdr:
+                hdrs.append(memoryview(data)[:VNET_HDR_LEN])
             _USED.pack_into(mem, rx.used + 4 + 8 * (used_idx % rx.n), d, length)
             used_idx = (used_idx + 1) & 0xFFFF
             self.rx_seen = (self.rx_seen + 1) & 0xFFFF
@@ -140,6 +146,11 @@ class RingDevice(Device):
             _U16.pack_into(mem, rx.used + 2, used_idx)
             self.counters["rx_frames"] += len(out)
         return out
+
+    def recv_raw(self, n: int = 64) -> list:
+        """Like recv_batch, but [(virtio_net_hdr, frame)]: for relaying frames to
+        another device with their offload metadata intact."""
+        return [(bytes(self._last_hdrs[i]), f) for i, (f, _ok) in enumerate(self._recv(n, keep_hdr=True))]
 
     def idle_timeout(self):
         """Seconds until the device wants recv_batch called even without a kick."""
@@ -155,18 +166,25 @@ class RingDevice(Device):
             self.tx_used_seen = (self.tx_used_seen + 1) & 0xFFFF
 
     def send_batch(self, frames) -> int:
+        items = []
+        for f in frames:
+            if hasattr(f, "data"):
+                items.append((vnet_header(f), f.data, f.payload))
+            else:
+                items.append((_ZERO_HDR, f, b""))
+        return self.send_with_headers(items)
+
+    def send_with_headers(self, items) -> int:
+        """Send [(virtio_net_hdr, headers, payload)]: the frame is headers + payload."""
         tx = self.tx
         mem = self.link.mem
         sent = 0
-        for f in frames:
+        for hdr, data, payload in items:
             if not self.tx_free:
                 self._reclaim()
                 if not self.tx_free:
                     self.counters["tx_full"] += 1   # the peer is not keeping up: drop (TCP resends)
                     continue
-            data = f.data if hasattr(f, "data") else f
-            payload = f.payload if hasattr(f, "data") else b""
-            hdr = vnet_header(f) if hasattr(f, "data") else _ZERO_HDR
             total = VNET_HDR_LEN + len(data) + len(payload)
             if total > tx.slot:
                 self.counters["tx_full"] += 1

@@ -52,6 +52,8 @@ class InterfaceConfig:
     tso_max: int = 0                   # > MSS: TCP may emit segments this large (device TSO)
     gratuitous_arp: bool = True
     dhcp: bool = False                 # obtain ip/netmask/gateway with DHCP (ip starts as 0.0.0.0)
+    answer_arp: bool = True            # False on shards other than 0: they learn, shard 0 answers
+    port_filter: object = None         # fn(local_port, remote_ip, remote_port) -> bool for connect()
     tcp: TcpConfig = field(default_factory=TcpConfig)
     rng: random.Random = None  # type: ignore[assignment]
 

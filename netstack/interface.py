@@ -138,7 +138,7 @@ class Interface:
             from .dhcp import DhcpClient
             self.dhcp = DhcpClient(self.mac, self.rng)
             self.set_address(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00", None)
-        elif config.gratuitous_arp:
+        elif config.gratuitous_arp and config.answer_arp:
             self._send_arp(ARP_REQUEST, BROADCAST_MAC, b"\x00" * 6, self.ip)
 
     def set_address(self, ip: bytes, netmask: bytes, gateway: bytes | None) -> None:
@@ -232,8 +232,10 @@ class Interface:
             for pkt in self.neighbours.learn(arp.source_ip, arp.source_hw, now):
                 self._emit_frame(arp.source_hw, pkt)
         if arp.operation == ARP_REQUEST:
-            if for_us:
+            if for_us and self.cfg.answer_arp:
                 self._send_arp(ARP_REPLY, arp.source_hw, arp.source_hw, arp.source_ip)
+            elif for_us:
+                pass  # another shard answers; this one only learns the sender
             else:
                 self.drop("arp_not_for_us")
         elif arp.operation != ARP_REPLY:
@@ -394,7 +396,9 @@ class Interface:
     def tcp_connect(self, remote_ip: bytes, remote_port: int, now: float, local_port: int | None = None,
                     congestion: str | None = None) -> TCB:
         if local_port is None:
-            local_port = self.ephemeral_port(remote_ip, remote_port)
+            pf = self.cfg.port_filter
+            local_port = self.ephemeral_port(
+                remote_ip, remote_port, None if pf is None else (lambda p: pf(p, remote_ip, remote_port)))
         key = (self.ip, local_port, remote_ip, remote_port)
         if key in self.tcbs:
             raise OSError(98, "connect: Address already in use")

@@ -231,6 +231,11 @@ class _Run:
         _smp._install(shard, self.n, mb)
         mb.on_stop = lambda code: (setattr(mb, "stopping", True), r.stop(code))
         mb.on_peer_lost = lambda s: r.stop(1)
+        if self.cfg.get("network_stack") == "native":
+            # every shard runs its share of the stack, whether or not the application
+            # uses the network there (frames hashed to it must be answered: RST)
+            _network_ready(self.cfg).handle_exception(lambda e: print(
+                f"shard {shard}: network stack failed: {format_exception(e)}", file=sys.stderr, flush=True))
         try:
             r.run(None)
         except ReactorStopped:
@@ -242,6 +247,10 @@ class _Run:
     def main(self) -> int:
         shards = None
         if self.n > 1:
+            if self.cfg.get("network_stack") == "native":
+                # the shards' links to shard 0 must exist before they fork
+                from netstack.sockets.native import prepare_shards
+                prepare_shards(self.n, self.cfg)
             shards = _smp.ShardSet(self.n, self.cpus, self._child_main)
         saved_aff, saved_data = self._limit(self.cpus[0])
         old_handlers = {}

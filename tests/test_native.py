@@ -314,3 +314,95 @@ def test_pcap_out_is_readable_and_replays(lab, tmp_path):
         return conns
     # each connection gets the same replies (connections interleave differently in time)
     assert per_connection(actual) == per_connection(expected)
+
+
+# ---- several shards (issue 5): shard 0 reads the TAP and forwards by RSS hash ----------------
+
+def _net_stats(err):
+    import json
+    return [json.loads(line[len("net-stats "):]) for line in err.splitlines() if line.startswith("net-stats ")]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_sharded_echo_server_native_serves_every_connection_on_both_shards(lab):
+    p = lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", wait_port=1234)
+    echo_many(lab, STACK, 200, 20_000)
+    out, err = lab.stop(p)
+    served = {}
+    for line in out.splitlines():
+        if line.startswith("shard "):
+            name, n = line.split(": ")
+            served[name] = int(n.split()[0])
+    assert set(served) == {"shard 0", "shard 1"} and min(served.values()) > 30, out + err
+    assert sum(served.values()) == 201   # + the start-up probe
+    stats = {s["shard"]: s for s in _net_stats(err)}
+    assert stats[0]["device_forwarded"] > 0 and stats[0]["device_from_shards"] > 0
+    assert stats[1]["rx_tcp"] > 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_tutorial_echo_server_on_two_shards_serves_only_shard_0_connections(lab):
+    """As the tutorial explains: f() runs on shard 0 only, so only the connections
+    that hash to shard 0 are served; the others are refused by shard 1."""
+    from netstack.rss import FlowSteering
+    lab.start("tutorial/echo_server.py", "-c2", wait_port=None)
+    steer = FlowSteering(2)
+    served = refused = 0
+    with lab.inside():
+        deadline = time.monotonic() + 15
+        while True:     # wait until shard 0 listens (a port that hashes to it answers)
+            s = socket.socket()
+            s.bind((KERNEL, 0))
+            port = s.getsockname()[1]
+            if steer.shard_of(socket.inet_aton(KERNEL), socket.inet_aton(STACK), port, 1234) == 0:
+                try:
+                    s.settimeout(0.5)
+                    s.connect((STACK, 1234))
+                    s.close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            s.close()
+        for _ in range(40):
+            s = socket.socket()
+            s.settimeout(5)
+            s.bind((KERNEL, 0))
+            port = s.getsockname()[1]
+            home = steer.shard_of(socket.inet_aton(KERNEL), socket.inet_aton(STACK), port, 1234)
+            try:
+                s.connect((STACK, 1234))
+                s.sendall(b"hi")
+                s.shutdown(socket.SHUT_WR)
+                assert s.recv(10) == b"hi"
+                assert home == 0
+                served += 1
+            except ConnectionRefusedError:
+                assert home == 1
+                refused += 1
+            finally:
+                s.close()
+    assert served > 5 and refused > 5
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_connect_from_a_shard_needs_no_forwarding(lab):
+    with lab.inside():
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((KERNEL, 4322))
+        srv.listen()
+        srv.settimeout(15)
+    p = lab.start("client.py", "-c2", "--print-net-stats", "--to", f"{KERNEL}:4322", "--send", "from shard 0")
+    conn, _addr = srv.accept()
+    conn.settimeout(10)
+    data = b""
+    while not data.endswith(b"shard 0"):
+        data += conn.recv(100)
+    conn.sendall(b"ok")
+    conn.close()
+    srv.close()
+    out, err = p.communicate(timeout=15)
+    assert out.strip() == f"tcp reply from {KERNEL}:4322: ok", err
+    stats = {s["shard"]: s for s in _net_stats(err)}
+    assert stats[0]["device_forwarded"] == 0 and stats[0]["device_kept"] > 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import weakref
 
 from reactor import Timer
@@ -36,27 +37,137 @@ RECV_BATCH = 64
 TSO_MAX = 64000
 
 
+# ---- shards ----------------------------------------------------------------------------
+# With -c N the device (a single-queue TAP) is read by shard 0, which keeps the
+# frames whose RSS hash maps to it and passes every other one to its owner over
+# a shared-memory ring made before the shards fork; frames the other shards send
+# come back over their ring and shard 0 writes them to the device. ARP frames go
+# to every shard (all learn neighbours; shard 0 alone answers); ICMP, IP fragments
+# and non-TCP/UDP traffic stay on shard 0. connect() on shard k picks a source
+# port whose replies hash back to shard k, so nothing it opens is forwarded.
+_links: list = []
+_shared_mac: bytes | None = None
+
+
+def prepare_shards(n: int, cfg) -> None:
+    """Called by app_template before it forks shards (native stack, -c > 1)."""
+    global _links, _shared_mac
+    from drivers.ring import RingLink
+    _links = [None] + [RingLink(slots=512) for _ in range(1, n)]
+    _shared_mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else b"\x02" + os.urandom(5)
+
+
+class ShardForwarder:
+    """Shard 0's device when the native stack runs on several shards."""
+
+    def __init__(self, dev, rings, steering) -> None:
+        self.dev = dev
+        self.rings = rings                  # index k-1: the ring to shard k
+        self.steering = steering
+        self.mac, self.mtu = dev.mac, dev.mtu
+        self.rx_checksum, self.tx_checksum, self.tso, self.lro = dev.rx_checksum, dev.tx_checksum, dev.tso, dev.lro
+        self.drained = True
+        self.counters = {"kept": 0, "forwarded": 0, "arp_copies": 0, "from_shards": 0}
+
+    def fileno(self):
+        return self.dev.fileno()
+
+    def extra_fds(self) -> list:
+        return [r.fileno() for r in self.rings]
+
+    @property
+    def recheck(self) -> bool:
+        return any(r.recheck for r in self.rings)
+
+    def idle_timeout(self):
+        return 0.001 if self.recheck else None
+
+    def owner(self, f) -> int:
+        """The shard a received frame belongs to (-1: every shard)."""
+        et = f[12:14]
+        if et == b"\x08\x06":
+            return -1
+        if et != b"\x08\x00" or len(f) < 38:
+            return 0
+        ihl = (f[14] & 0x0F) * 4
+        proto = f[23]
+        if proto not in (6, 17) or (f[20] & 0x3F) or f[21] or len(f) < 14 + ihl + 4:
+            return 0
+        sport = (f[14 + ihl] << 8) | f[15 + ihl]
+        dport = (f[16 + ihl] << 8) | f[17 + ihl]
+        return self.steering.shard_of(bytes(f[26:30]), bytes(f[30:34]), sport, dport)
+
+    def recv_batch(self, n: int = 64) -> list:
+        from drivers.tap import DATA_VALID, _ZERO_HDR, VNET_HDR_LEN
+        valid = bytes([DATA_VALID]) + bytes(VNET_HDR_LEN - 1)
+        frames = self.dev.recv_batch(n)
+        self.drained = len(frames) < n
+        out = []
+        fwd = [[] for _ in self.rings]
+        c = self.counters
+        for f, ok in frames:
+            k = self.owner(f)
+            if k == 0:
+                out.append((f, ok))
+                c["kept"] += 1
+            elif k < 0:
+                out.append((f, ok))
+                for lst in fwd:
+                    lst.append((_ZERO_HDR, bytes(f), b""))
+                c["arp_copies"] += len(fwd)
+            else:
+                fwd[k - 1].append((valid if ok else _ZERO_HDR, f, b""))
+                c["forwarded"] += 1
+        for ring, lst in zip(self.rings, fwd):
+            if lst:
+                ring.send_with_headers(lst)
+        for ring in self.rings:               # what the other shards put on the wire
+            for hdr, frame in ring.recv_raw(n):
+                self.dev.write_raw(hdr, frame)
+                c["from_shards"] += 1
+        return out
+
+    def send_batch(self, frames) -> int:
+        return self.dev.send_batch(frames)
+
+    def close(self) -> None:
+        self.dev.close()
+
+    def stats(self) -> dict:
+        return dict(self.dev.stats(), **self.counters)
+
+
 def create_native_stack(reactor) -> "NativeStack":
     cfg = reactor.config or {}
-    from reactor import smp
-    if smp.count > 1:
-        raise NotImplementedError(
-            "the native stack runs on one shard for now (-c1): RSS steering and per-shard "
-            "queues are still to come (issue 5); the posix stack shards with SO_REUSEPORT")
+    from reactor import smp, this_shard_id
+    shard, nshards = this_shard_id(), smp.count
+    if nshards > 1 and len(_links) != nshards:
+        raise RuntimeError("native stack on several shards: app_template did not prepare the shard links")
     # As in Seastar: DHCP unless the address is given (which turns DHCP off).
     use_dhcp = not cfg.get("host_ipv4_addr")
-    mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None
+    if use_dhcp and nshards > 1:
+        raise NotImplementedError("DHCP with several shards is not supported yet: give --host-ipv4-addr")
+    mac = _shared_mac if nshards > 1 else (parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None)
     csum, tso, lro = cfg.get("csum_offload", True), cfg.get("tso", True), cfg.get("lro", True)
-    if cfg.get("dev"):
+    steering = None
+    if nshards > 1:
+        from ..rss import FlowSteering
+        steering = FlowSteering(nshards)
+    if nshards > 1 and shard > 0:
+        dev = _links[shard].device(1, mac)    # this shard's frames travel through shard 0
+    elif cfg.get("dev"):
         from drivers.afpacket import AfPacketDevice
         dev = AfPacketDevice(cfg["dev"], mac=mac, vnet_hdr=csum)
         dev.tso = dev.tso and tso
     else:
         from drivers.tap import TapDevice
         dev = TapDevice(cfg.get("tap_device") or "tap0", mac=mac, csum_offload=csum, tso=tso, lro=lro)
+    if nshards > 1 and shard == 0:
+        dev = ShardForwarder(dev, [link.device(0, mac) for link in _links[1:]], steering)
     if cfg.get("pcap_out"):
         from drivers.base import Recording
-        dev = Recording(dev, cfg["pcap_out"])
+        path = cfg["pcap_out"] if nshards == 1 else f"{cfg['pcap_out']}.shard{shard}"
+        dev = Recording(dev, path)
     per_shard = cfg.get("memory_per_shard") or (1 << 30)
     buf = int(min(4 << 20, max(64 << 10, per_shard // 1024)))  # per-connection buffers scale with -m
     icfg = InterfaceConfig(
@@ -64,7 +175,10 @@ def create_native_stack(reactor) -> "NativeStack":
         netmask=cfg.get("netmask_ipv4_addr") or "255.255.255.0",
         gateway=cfg.get("gw_ipv4_addr"), mtu=dev.mtu, seed=cfg.get("stack_seed"),
         tx_checksum_offload=dev.tx_checksum, tso_max=TSO_MAX if dev.tso else 0,
-        tcp=TcpConfig(recv_buffer=buf, send_buffer=buf))
+        tcp=TcpConfig(recv_buffer=buf, send_buffer=buf), answer_arp=(shard == 0))
+    if steering is not None:
+        ours = icfg.ip
+        icfg.port_filter = lambda p, rip, rport: steering.shard_of(rip, ours, rport, p) == shard
     return NativeStack(reactor, dev, icfg)
 
 
@@ -75,6 +189,7 @@ class NativeStack:
         self.iface = Interface(config, reactor.now())
         fd = device.fileno()
         self.pfd = reactor.register_fd(fd) if fd is not None else None
+        self.extra = [reactor.register_fd(x) for x in getattr(device, "extra_fds", lambda: [])()]
         self.handlers: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.busy: set = set()          # handlers someone is waiting on: kept alive
         self.timer = Timer(self.poll, reactor)
@@ -90,9 +205,13 @@ class NativeStack:
         if (self.reactor.config or {}).get("print_net_stats"):
             import json
             import sys
-            print("net-stats " + json.dumps(self.stats(), sort_keys=True), file=sys.stderr, flush=True)
+            from reactor import this_shard_id
+            print("net-stats " + json.dumps(dict(self.stats(), shard=this_shard_id()), sort_keys=True),
+                  file=sys.stderr, flush=True)
         self.reactor.remove_poller(self)
         self.timer.cancel()
+        for x in self.extra:
+            x.close()
         if self.pfd is not None:
             self.pfd.close()
             self.pfd = None
@@ -104,14 +223,17 @@ class NativeStack:
         now = self.reactor.now()
         work = False
         pfd = self.pfd
-        if pfd is None or pfd._rready or getattr(self.dev, "recheck", False):
+        if pfd is None or pfd._rready or getattr(self.dev, "recheck", False) or \
+                any(x._rready for x in self.extra):
+            for x in self.extra:
+                x.clear_readable()     # the rings are read on every call below
             frames = self.dev.recv_batch(RECV_BATCH)
             if frames:
                 rx = iface.receive_frame
                 for f, ok in frames:
                     rx(f, now, ok)
                 work = True
-            if pfd is not None and len(frames) < RECV_BATCH:
+            if pfd is not None and getattr(self.dev, "drained", len(frames) < RECV_BATCH):
                 pfd.clear_readable()   # recv_batch stopped at EAGAIN
         if iface.events:
             self._dispatch()
