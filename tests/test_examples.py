@@ -235,10 +235,3 @@ def test_canned_server_restarts_during_time_wait_with_reuse_address(server):
     s.stop()
     s2 = server("canned_server.py", port=s.port)  # reuse_address = true: starts fine
     assert socket.create_connection(("127.0.0.1", s2.port)).recv(100) == b"Seastar is the future!\n"
-
-
-@pytest.mark.skipif(NCPU < 2, reason="needs 2 CPUs")
-def test_native_stack_on_several_shards_is_a_clear_error():
-    r = run("echo_server.py", "-c2", "--network-stack", "native", "--host-ipv4-addr", "192.0.2.2")
-    assert r.returncode == 1
-    assert "program failed with uncaught exception: the native stack runs on one shard for now" in r.stderr
