@@ -179,7 +179,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--bulk-mb", type=int, default=64)
+    ap.add_argument("--shards", action="store_true",
+                    help="instead: -c1 vs -c2 of sharded_echo_server.py, native and posix (issue 5)")
     args = ap.parse_args()
+    if args.shards:
+        return shards_main(args)
     ex = os.path.join(ROOT, "examples", "tutorial", "echo_server.py")
     py = sys.executable
     rows = []
@@ -213,6 +217,53 @@ def main():
                      f"x{r['rps'] / base['rps']:.2f}, x{r['cps'] / base['cps']:.2f}")
         print(f"{name:14} {r['bulk']:10.1f} {r['rtt']:11.0f} {r['rps']:12.0f} {r['cps']:8.0f} "
               f"{r['cpu_per_mb']:9.4f} {r['cpu_per_req'] * 1e6:8.1f}us   {ratio}")
+
+
+def shards_main(args):
+    """req/s and server CPU per request, -c1 vs -c2, native and posix. The load
+    generator shares the 2 cores: read CPU per request beside throughput."""
+    ex = os.path.join(ROOT, "examples", "tutorial", "sharded_echo_server.py")
+    py = sys.executable
+    rows = []
+    with NetLab("benchc") as lab:
+        ns = lab.ns("benchc")
+        lab.tap(ns, "tap0", f"{KERNEL}/24")
+        for stack in ("native", "posix"):
+            for c in (1, 2):
+                argv = [py, ex, f"-c{c}", "--network-stack", stack, "--print-net-stats"]
+                host = KERNEL
+                if stack == "native":
+                    argv += ["--tap-device", "tap0", "--host-ipv4-addr", STACK]
+                    host = STACK
+                p = lab.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                netns.pushns(ns)
+                try:
+                    wait_port(host, p)
+                    pids = [p.pid] + [int(x) for x in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+                    c0 = sum(cpu(x) for x in pids)
+                    r = rate(host, 64, args.seconds)
+                    used = sum(cpu(x) for x in pids) - c0
+                    rows.append((stack, c, r, used / max(1, r * args.seconds)))
+                finally:
+                    netns.popns()
+                    p.send_signal(2)
+                    try:
+                        _o, err = p.communicate(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        _o, err = p.communicate()
+                fwd = [line for line in err.splitlines() if "device_forwarded" in line]
+                if fwd:
+                    import json
+                    st = json.loads(fwd[0][len("net-stats "):])
+                    total = st.get("device_kept", 0) + st.get("device_forwarded", 0)
+                    rows[-1] += (st.get("device_forwarded", 0) / max(1, total),)
+                print(f"  measured {stack} -c{c}", flush=True)
+    print(f"\n{'stack':8} {'shards':>6} {'req/s (64c)':>12} {'server CPU us/req':>18} {'frames forwarded':>17}")
+    for row in rows:
+        stack, c, r, cpr = row[:4]
+        fwd = f"{row[4] * 100:.0f}%" if len(row) > 4 else "-"
+        print(f"{stack:8} {c:>6} {r:12.0f} {cpr * 1e6:18.1f} {fwd:>17}")
 
 
 if __name__ == "__main__":
