@@ -336,8 +336,36 @@ def test_sharded_echo_server_native_serves_every_connection_on_both_shards(lab):
     assert set(served) == {"shard 0", "shard 1"} and min(served.values()) > 30, out + err
     assert sum(served.values()) == 201   # + the start-up probe
     stats = {s["shard"]: s for s in _net_stats(err)}
-    assert stats[0]["device_forwarded"] > 0 and stats[0]["device_from_shards"] > 0
-    assert stats[1]["rx_tcp"] > 0
+    # single-queue TAP: shard 0 forwards shard 1's frames and relays what shard 1 sends
+    assert stats[0]["device_forwarded"] > 0 and stats[0]["device_relayed"] > 0
+    assert stats[1]["rx_tcp"] > 0 and stats[1]["device_from_shards"] > 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_sharded_echo_server_on_a_multi_queue_tap():
+    """Each shard reads and writes its own TAP queue; the kernel learns which queue a
+    flow belongs to from our writes, so few frames need forwarding."""
+    lab = Lab.__new__(Lab)
+    lab.lab = NetLab()
+    lab.procs = []
+    try:
+        lab.ns = lab.stack_ns = lab.lab.ns("mq")
+        lab.mode = "tap"
+        lab.lab.tap(lab.ns, "tap0", f"{KERNEL}/24", multi_queue=True)
+        lab.dev_args = ["--tap-device", "tap0"]
+        p = lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", wait_port=1234)
+        echo_many(lab, STACK, 100, 100_000)
+        out, err = lab.stop(p)
+        stats = {s["shard"]: s for s in _net_stats(err)}
+        assert set(stats) == {0, 1}, err
+        assert stats[0]["device_kept"] > 0 and stats[1]["device_kept"] > 0, stats   # both read their own queue
+        assert stats[0].get("device_relayed", 0) == 0 and stats[1].get("device_relayed", 0) == 0
+        kept = stats[0]["device_kept"] + stats[1]["device_kept"]
+        fwd = stats[0]["device_forwarded"] + stats[1]["device_forwarded"]
+        print(f"multi-queue: {fwd} of {kept + fwd} frames forwarded")
+        assert fwd < kept
+    finally:
+        lab.close()
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")

@@ -38,14 +38,22 @@ TSO_MAX = 64000
 
 
 # ---- shards ----------------------------------------------------------------------------
-# With -c N the device (a single-queue TAP) is read by shard 0, which keeps the
-# frames whose RSS hash maps to it and passes every other one to its owner over
-# a shared-memory ring made before the shards fork; frames the other shards send
-# come back over their ring and shard 0 writes them to the device. ARP frames go
-# to every shard (all learn neighbours; shard 0 alone answers); ICMP, IP fragments
-# and non-TCP/UDP traffic stay on shard 0. connect() on shard k picks a source
-# port whose replies hash back to shard k, so nothing it opens is forwarded.
-_links: list = []
+# With -c N every shard runs its own Interface (same MAC and address) and owns the
+# flows whose Toeplitz hash maps to it (netstack.rss). Two ways to get frames there:
+#
+# * multi-queue TAP (preferred): each shard attaches its own queue and writes its
+#   frames there; the kernel keeps a flow on the queue userspace last wrote it to,
+#   so after the first packet a flow arrives at its owner. A frame that lands on
+#   another shard's queue (a new flow, or one idle for a few seconds) is forwarded.
+# * single queue (fallback that always works; also AF_PACKET): shard 0 reads the
+#   device, keeps its frames, forwards the others, and writes to the device what
+#   the other shards send it.
+#
+# Forwarding travels over shared-memory rings (drivers.ring) made before the shards
+# fork, one per pair of shards. ARP frames go to every shard (all learn neighbours;
+# shard 0 alone answers); ICMP, IP fragments and non-TCP/UDP traffic belong to
+# shard 0. connect() on shard k picks a source port whose replies hash to shard k.
+_links: dict = {}
 _shared_mac: bytes | None = None
 
 
@@ -53,31 +61,48 @@ def prepare_shards(n: int, cfg) -> None:
     """Called by app_template before it forks shards (native stack, -c > 1)."""
     global _links, _shared_mac
     from drivers.ring import RingLink
-    _links = [None] + [RingLink(slots=512) for _ in range(1, n)]
+    _links = {(i, j): RingLink(slots=512) for i in range(n) for j in range(i + 1, n)}
     _shared_mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else b"\x02" + os.urandom(5)
 
 
-class ShardForwarder:
-    """Shard 0's device when the native stack runs on several shards."""
+def _ring_to(shard: int, peer: int, mac: bytes):
+    i, j = min(shard, peer), max(shard, peer)
+    return _links[(i, j)].device(0 if shard == i else 1, mac)
 
-    def __init__(self, dev, rings, steering) -> None:
-        self.dev = dev
-        self.rings = rings                  # index k-1: the ring to shard k
+
+class ShardDevice:
+    """A shard's device when the native stack runs on several shards.
+
+    own     this shard's queue of the wire device, or None (single-queue mode, shard > 0)
+    peers   {shard: RingDevice}
+    relay   single-queue mode on shard 0: frames arriving on the rings are the other
+            shards' transmissions, to be written to the wire
+    tx_via  single-queue mode on shard > 0: the ring our transmissions take to shard 0
+    """
+
+    def __init__(self, shard: int, own, peers: dict, steering, relay: bool = False, tx_via=None) -> None:
+        self.shard = shard
+        self.own = own
+        self.peers = peers
         self.steering = steering
-        self.mac, self.mtu = dev.mac, dev.mtu
-        self.rx_checksum, self.tx_checksum, self.tso, self.lro = dev.rx_checksum, dev.tx_checksum, dev.tso, dev.lro
+        self.relay = relay
+        self.tx_via = tx_via
+        ref = own if own is not None else next(iter(peers.values()))
+        self.mac, self.mtu = ref.mac, ref.mtu
+        self.rx_checksum, self.tx_checksum = ref.rx_checksum, ref.tx_checksum
+        self.tso, self.lro = ref.tso, ref.lro
         self.drained = True
-        self.counters = {"kept": 0, "forwarded": 0, "arp_copies": 0, "from_shards": 0}
+        self.counters = {"kept": 0, "forwarded": 0, "arp_copies": 0, "from_shards": 0, "relayed": 0}
 
     def fileno(self):
-        return self.dev.fileno()
+        return self.own.fileno() if self.own is not None else None
 
     def extra_fds(self) -> list:
-        return [r.fileno() for r in self.rings]
+        return [r.fileno() for r in self.peers.values()]
 
     @property
     def recheck(self) -> bool:
-        return any(r.recheck for r in self.rings)
+        return any(r.recheck for r in self.peers.values())
 
     def idle_timeout(self):
         return 0.001 if self.recheck else None
@@ -98,72 +123,103 @@ class ShardForwarder:
         return self.steering.shard_of(bytes(f[26:30]), bytes(f[30:34]), sport, dport)
 
     def recv_batch(self, n: int = 64) -> list:
-        from drivers.tap import DATA_VALID, _ZERO_HDR, VNET_HDR_LEN
+        from drivers.tap import DATA_VALID, NEEDS_CSUM, VNET_HDR_LEN, _ZERO_HDR
         valid = bytes([DATA_VALID]) + bytes(VNET_HDR_LEN - 1)
-        frames = self.dev.recv_batch(n)
-        self.drained = len(frames) < n
-        out = []
-        fwd = [[] for _ in self.rings]
         c = self.counters
-        for f, ok in frames:
-            k = self.owner(f)
-            if k == 0:
-                out.append((f, ok))
-                c["kept"] += 1
-            elif k < 0:
-                out.append((f, ok))
-                for lst in fwd:
-                    lst.append((_ZERO_HDR, bytes(f), b""))
-                c["arp_copies"] += len(fwd)
-            else:
-                fwd[k - 1].append((valid if ok else _ZERO_HDR, f, b""))
-                c["forwarded"] += 1
-        for ring, lst in zip(self.rings, fwd):
-            if lst:
-                ring.send_with_headers(lst)
-        for ring in self.rings:               # what the other shards put on the wire
+        out = []
+        if self.own is not None:
+            frames = self.own.recv_batch(n)
+            self.drained = len(frames) < n
+            fwd: dict = {}
+            me = self.shard
+            for f, ok in frames:
+                k = self.owner(f)
+                if k == me:
+                    out.append((f, ok))
+                    c["kept"] += 1
+                elif k < 0:
+                    out.append((f, ok))
+                    for peer in self.peers:
+                        fwd.setdefault(peer, []).append((_ZERO_HDR, bytes(f), b""))
+                    c["arp_copies"] += len(self.peers)
+                else:
+                    fwd.setdefault(k, []).append((valid if ok else _ZERO_HDR, f, b""))
+                    c["forwarded"] += 1
+            for k, items in fwd.items():
+                self.peers[k].send_with_headers(items)
+        for ring in self.peers.values():
             for hdr, frame in ring.recv_raw(n):
-                self.dev.write_raw(hdr, frame)
-                c["from_shards"] += 1
+                if self.relay:
+                    self.own.write_raw(hdr, frame)       # another shard's transmission
+                    c["relayed"] += 1
+                else:
+                    out.append((memoryview(frame), bool(hdr[0] & (NEEDS_CSUM | DATA_VALID))))
+                    c["from_shards"] += 1
         return out
 
     def send_batch(self, frames) -> int:
-        return self.dev.send_batch(frames)
+        if self.tx_via is not None:
+            return self.tx_via.send_batch(frames)
+        return self.own.send_batch(frames)
 
     def close(self) -> None:
-        self.dev.close()
+        if self.own is not None:
+            self.own.close()
 
     def stats(self) -> dict:
-        return dict(self.dev.stats(), **self.counters)
+        s = dict(self.own.stats()) if self.own is not None else {}
+        s.update(self.counters)
+        return s
+
+
+def _open_wire(cfg, mac, multi_queue: bool):
+    csum, tso, lro = cfg.get("csum_offload", True), cfg.get("tso", True), cfg.get("lro", True)
+    if cfg.get("dev"):
+        from drivers.afpacket import AfPacketDevice
+        dev = AfPacketDevice(cfg["dev"], mac=mac, vnet_hdr=csum)
+        dev.tso = dev.tso and tso
+        return dev
+    from drivers.tap import TapDevice
+    return TapDevice(cfg.get("tap_device") or "tap0", mac=mac, csum_offload=csum, tso=tso, lro=lro,
+                     multi_queue=multi_queue)
 
 
 def create_native_stack(reactor) -> "NativeStack":
     cfg = reactor.config or {}
     from reactor import smp, this_shard_id
     shard, nshards = this_shard_id(), smp.count
-    if nshards > 1 and len(_links) != nshards:
+    if nshards > 1 and len(_links) != nshards * (nshards - 1) // 2:
         raise RuntimeError("native stack on several shards: app_template did not prepare the shard links")
     # As in Seastar: DHCP unless the address is given (which turns DHCP off).
     use_dhcp = not cfg.get("host_ipv4_addr")
     if use_dhcp and nshards > 1:
         raise NotImplementedError("DHCP with several shards is not supported yet: give --host-ipv4-addr")
-    mac = _shared_mac if nshards > 1 else (parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None)
-    csum, tso, lro = cfg.get("csum_offload", True), cfg.get("tso", True), cfg.get("lro", True)
-    steering = None
-    if nshards > 1:
-        from ..rss import FlowSteering
-        steering = FlowSteering(nshards)
-    if nshards > 1 and shard > 0:
-        dev = _links[shard].device(1, mac)    # this shard's frames travel through shard 0
-    elif cfg.get("dev"):
-        from drivers.afpacket import AfPacketDevice
-        dev = AfPacketDevice(cfg["dev"], mac=mac, vnet_hdr=csum)
-        dev.tso = dev.tso and tso
+    if nshards == 1:
+        mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None
+        try:
+            dev = _open_wire(cfg, mac, False)
+        except OSError as e:
+            if e.errno != errno.EINVAL or cfg.get("dev"):
+                raise
+            dev = _open_wire(cfg, mac, True)     # a multi-queue TAP: attach one queue
+        steering = None
     else:
-        from drivers.tap import TapDevice
-        dev = TapDevice(cfg.get("tap_device") or "tap0", mac=mac, csum_offload=csum, tso=tso, lro=lro)
-    if nshards > 1 and shard == 0:
-        dev = ShardForwarder(dev, [link.device(0, mac) for link in _links[1:]], steering)
+        from ..rss import FlowSteering
+        mac = _shared_mac
+        steering = FlowSteering(nshards)
+        peers = {p: _ring_to(shard, p, mac) for p in range(nshards) if p != shard}
+        own = None
+        if not cfg.get("dev"):
+            try:
+                own = _open_wire(cfg, mac, True)         # our own queue of a multi-queue TAP
+            except OSError:
+                own = None                               # a single-queue device
+        if own is not None:
+            dev = ShardDevice(shard, own, peers, steering)
+        elif shard == 0:
+            dev = ShardDevice(0, _open_wire(cfg, mac, False), peers, steering, relay=True)
+        else:
+            dev = ShardDevice(shard, None, peers, steering, tx_via=peers[0])
     if cfg.get("pcap_out"):
         from drivers.base import Recording
         path = cfg["pcap_out"] if nshards == 1 else f"{cfg['pcap_out']}.shard{shard}"

@@ -11,6 +11,7 @@ time. The client shares the 2 cores with the server: read CPU-per-unit
 columns as the fairer comparison.
 """
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -228,13 +229,17 @@ def shards_main(args):
     with NetLab("benchc") as lab:
         ns = lab.ns("benchc")
         lab.tap(ns, "tap0", f"{KERNEL}/24")
-        for stack in ("native", "posix"):
+        lab.tap(ns, "tapm", "198.51.100.1/24", multi_queue=True)
+        for stack in ("native", "native-mq", "posix"):
             for c in (1, 2):
-                argv = [py, ex, f"-c{c}", "--network-stack", stack, "--print-net-stats"]
+                argv = [py, ex, f"-c{c}", "--network-stack", stack.split("-")[0], "--print-net-stats"]
                 host = KERNEL
                 if stack == "native":
                     argv += ["--tap-device", "tap0", "--host-ipv4-addr", STACK]
                     host = STACK
+                elif stack == "native-mq":
+                    argv += ["--tap-device", "tapm", "--host-ipv4-addr", "198.51.100.2"]
+                    host = "198.51.100.2"
                 p = lab.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 netns.pushns(ns)
                 try:
@@ -252,18 +257,18 @@ def shards_main(args):
                     except subprocess.TimeoutExpired:
                         p.kill()
                         _o, err = p.communicate()
-                fwd = [line for line in err.splitlines() if "device_forwarded" in line]
-                if fwd:
-                    import json
-                    st = json.loads(fwd[0][len("net-stats "):])
-                    total = st.get("device_kept", 0) + st.get("device_forwarded", 0)
-                    rows[-1] += (st.get("device_forwarded", 0) / max(1, total),)
+                stats = [json.loads(line[len("net-stats "):]) for line in err.splitlines()
+                         if line.startswith("net-stats ") and "device_forwarded" in line]
+                if stats:
+                    fwd = sum(st.get("device_forwarded", 0) for st in stats)
+                    total = sum(st.get("device_kept", 0) + st.get("device_forwarded", 0) for st in stats)
+                    rows[-1] += (fwd / max(1, total),)
                 print(f"  measured {stack} -c{c}", flush=True)
-    print(f"\n{'stack':8} {'shards':>6} {'req/s (64c)':>12} {'server CPU us/req':>18} {'frames forwarded':>17}")
+    print(f"\n{'stack':10} {'shards':>6} {'req/s (64c)':>12} {'server CPU us/req':>18} {'frames forwarded':>17}")
     for row in rows:
         stack, c, r, cpr = row[:4]
         fwd = f"{row[4] * 100:.0f}%" if len(row) > 4 else "-"
-        print(f"{stack:8} {c:>6} {r:12.0f} {cpr * 1e6:18.1f} {fwd:>17}")
+        print(f"{stack:10} {c:>6} {r:12.0f} {cpr * 1e6:18.1f} {fwd:>17}")
 
 
 if __name__ == "__main__":
