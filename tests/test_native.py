@@ -482,6 +482,7 @@ def test_connects_from_both_shards_need_no_forwarding():
         assert p.returncode == 0, err
         assert sorted(d for d, _port in seen) == [b"shard 0", b"shard 1"]
         assert "shard 0 got hello shard 0" in out and "shard 1 got hello shard 1" in out
+        assert "stats shards=2" in out and "sum_ok=True" in out   # network_stats(): per shard and summed
         stats = {s["shard"]: s for s in _net_stats(err)}
         # The kernel learns a flow's queue when we write its first packet, but it
         # records that just after injecting the packet: the SYN-ACK can race ahead

@@ -29,7 +29,7 @@ __all__ = [
     "temporary_buffer", "socket_address", "make_ipv4_address", "ipv4_addr", "listen_options",
     "accept_result", "connected_socket", "server_socket", "input_stream", "output_stream",
     "listen", "connect", "make_udp_channel", "udp_channel", "datagram", "network_stack",
-    "keepalive_params",
+    "keepalive_params", "network_stats",
 ]
 
 
@@ -486,6 +486,26 @@ def network_stack():
             raise ValueError(f"unknown --network-stack {kind!r} (posix or native)")
         r.network_stack = stack
     return stack
+
+
+def _local_stats() -> dict:
+    stack = network_stack()
+    f = getattr(stack, "stats", None)
+    return f() if f is not None else {}
+
+
+def network_stats() -> Future:
+    """A future of {"shards": [this stack's counters on each shard], "total": sums}."""
+    from reactor import smp, when_all_succeed
+
+    def combine(per_shard):
+        total: dict = {}
+        for st in per_shard:
+            for k, v in st.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    total[k] = total.get(k, 0) + v
+        return {"shards": per_shard, "total": total}
+    return when_all_succeed([smp.submit_to(s, _local_stats) for s in range(smp.count)]).then(combine)
 
 
 def listen(addr, opts: listen_options | None = None) -> server_socket:

@@ -46,6 +46,9 @@ class PosixStack:
     def ready(self) -> Future:
         return make_ready_future()
 
+    def stats(self) -> dict:
+        return {"fds": len(self.reactor._fds)}
+
     def listen(self, addr: socket_address, opts):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:

@@ -29,8 +29,13 @@ def f():
         print(f"pids {os.getpid()}", flush=True)
         return smp.submit_to(1, os.getpid).then(lambda pid: print(f"child {pid}", flush=True)).then(
             forever.get_future)
+    from netstack.sockets import network_stats
+
+    def show(st):
+        print(f"stats shards={len(st['shards'])} total_tx_frames={st['total']['tx_frames']} "
+              f"sum_ok={st['total']['tx_frames'] == sum(s['tx_frames'] for s in st['shards'])}", flush=True)
     return when_all_succeed([smp.submit_to(s, hello, to) for s in range(smp.count)]).then(
-        lambda lines: print("\n".join(lines), flush=True))
+        lambda lines: print("\n".join(lines), flush=True)).then(network_stats).then(show)
 
 
 if __name__ == "__main__":
