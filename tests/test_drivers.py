@@ -11,7 +11,8 @@ from netstack.config import InterfaceConfig
 from netstack.interface import TxFrame
 from netstack.sockets.api import connected_socket, listen_options, make_ipv4_address, server_socket
 from netstack.sockets.native import NativeStack
-from reactor import Task, when_all_succeed
+from echo_helpers import echo_exchange, serve_one_echo
+from reactor import when_all_succeed
 
 
 def echo_over(reactor, dev_a, dev_b, size=300_000):
@@ -20,28 +21,10 @@ def echo_over(reactor, dev_a, dev_b, size=300_000):
     srv = server_socket(B.listen(make_ipv4_address(80), listen_options(reuse_address=True)))
     data = os.urandom(size)
 
-    async def server():
-        ar = await srv.accept()
-        inp, out = ar.connection.input(), ar.connection.output()
-        while (b := await inp.read()):
-            await out.write(b)
-        await out.close()
-
     async def client():
         s = await A.connect(make_ipv4_address(("192.0.2.2", 80)), None)
-        inp, out = s.input(), s.output()
-        got = bytearray()
-
-        async def reader():
-            while (b := await inp.read()):
-                got.extend(b)
-        t = Task(reader())
-        for i in range(0, len(data), 50000):
-            await out.write(data[i:i + 50000])
-        await out.close()
-        await t
-        return bytes(got)
-    _, got = reactor.run(lambda: when_all_succeed(server(), client()))
+        return await echo_exchange(s, data, 50000)
+    _, got = reactor.run(lambda: when_all_succeed(serve_one_echo(srv), client()))
     assert got == data
     return A, B
 

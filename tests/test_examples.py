@@ -8,6 +8,7 @@ import time
 
 import pytest
 import trio
+from echo_helpers import trio_echo_client
 
 EX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "tutorial")
 NCPU = len(os.sched_getaffinity(0))
@@ -169,27 +170,6 @@ def test_canned_server_answers_and_closes(server):
     assert trio.run(client) == b"Seastar is the future!\n"
 
 
-async def echo_client(port, payload: bytes) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    got = bytearray()
-
-    async def sender():
-        view = memoryview(payload)
-        for i in range(0, len(payload), 65536):
-            await stream.send_all(view[i:i + 65536])
-        await stream.send_eof()
-
-    async with trio.open_nursery() as n:
-        n.start_soon(sender)
-        while True:
-            chunk = await stream.receive_some(1 << 16)
-            if not chunk:
-                break
-            got += chunk
-    await stream.aclose()
-    return bytes(got)
-
-
 @pytest.mark.parametrize("conns,size", [(1, 10 << 20), (10, 1 << 20), (200, 50 << 10)])
 def test_echo_server_returns_bytes_intact(server, conns, size):
     s = server("echo_server.py")
@@ -199,7 +179,7 @@ def test_echo_server_returns_bytes_intact(server, conns, size):
         results = [None] * conns
 
         async def one(i):
-            results[i] = await echo_client(s.port, payloads[i])
+            results[i] = await trio_echo_client("127.0.0.1", s.port, payloads[i])
         with trio.fail_after(60):
             async with trio.open_nursery() as n:
                 for i in range(conns):

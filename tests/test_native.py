@@ -11,6 +11,7 @@ import time
 
 import pytest
 import trio
+from echo_helpers import trio_echo_client
 from pyroute2 import NetNS, netns
 
 from netstack.netlab import NetLab
@@ -106,23 +107,6 @@ def veth_lab():
     lab.close()
 
 
-async def echo_client(host, port, payload):
-    stream = await trio.open_tcp_stream(host, port)
-    got = bytearray()
-
-    async def sender():
-        view = memoryview(payload)
-        for i in range(0, len(payload), 65536):
-            await stream.send_all(view[i:i + 65536])
-        await stream.send_eof()
-    async with trio.open_nursery() as n:
-        n.start_soon(sender)
-        while (chunk := await stream.receive_some(1 << 16)):
-            got += chunk
-    await stream.aclose()
-    return bytes(got)
-
-
 def echo_many(lab, host, conns, size, timeout=120):
     payloads = [os.urandom(size) for _ in range(conns)]
 
@@ -130,7 +114,7 @@ def echo_many(lab, host, conns, size, timeout=120):
         results = [None] * conns
 
         async def one(i):
-            results[i] = await echo_client(host, 1234, payloads[i])
+            results[i] = await trio_echo_client(host, 1234, payloads[i])
         with trio.fail_after(timeout):
             async with trio.open_nursery() as n:
                 for i in range(conns):

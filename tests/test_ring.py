@@ -31,20 +31,15 @@ def _serve(link, side, role, port, payload_hash, size, result_w):
     from netstack.config import InterfaceConfig
     from netstack.sockets.api import listen_options, make_ipv4_address, server_socket
     from netstack.sockets.native import NativeStack
-    from reactor import Reactor, Task
+    from echo_helpers import echo_exchange, serve_one_echo
+    from reactor import Reactor
     r = Reactor()
     dev = link.device(side, bytes([2, 0, 0, 0, 0, side + 1]))
     stack = NativeStack(r, dev, InterfaceConfig(mac=dev.mac, ip=f"192.0.2.{side + 1}", seed=side))
     if role == "server":
         srv = server_socket(stack.listen(make_ipv4_address(port), listen_options(reuse_address=True)))
 
-        async def serve():
-            ar = await srv.accept()
-            inp, out = ar.connection.input(), ar.connection.output()
-            while (b := await inp.read()):
-                await out.write(b)
-            await out.close()
-        r.run(serve)
+        r.run(lambda: serve_one_echo(srv))
 
         # A userspace stack lives in its process: stay up until the peer has
         # everything (our FIN acknowledged), as the kernel would after close().
@@ -62,18 +57,7 @@ def _serve(link, side, role, port, payload_hash, size, result_w):
 
         async def client():
             s = await stack.connect(make_ipv4_address(("192.0.2.1", port)), None)
-            inp, out = s.input(), s.output()
-            got = bytearray()
-
-            async def reader():
-                while (b := await inp.read()):
-                    got.extend(b)
-            t = Task(reader())
-            for i in range(0, len(data), 65536):
-                await out.write(data[i:i + 65536])
-            await out.close()
-            await t
-            return hashlib.sha256(bytes(got)).hexdigest()
+            return hashlib.sha256(await echo_exchange(s, data)).hexdigest()
         h = r.run(client)
         os.write(result_w, (h + f" {dev.stats()['kicks_sent']} {dev.stats()['tx_frames']}\n").encode())
 
