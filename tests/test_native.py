@@ -329,14 +329,8 @@ def test_sharded_echo_server_native_serves_every_connection_on_both_shards(lab):
 def test_sharded_echo_server_on_a_multi_queue_tap():
     """Each shard reads and writes its own TAP queue; the kernel learns which queue a
     flow belongs to from our writes, so few frames need forwarding."""
-    lab = Lab.__new__(Lab)
-    lab.lab = NetLab()
-    lab.procs = []
+    lab = _mq_lab("mq")
     try:
-        lab.ns = lab.stack_ns = lab.lab.ns("mq")
-        lab.mode = "tap"
-        lab.lab.tap(lab.ns, "tap0", f"{KERNEL}/24", multi_queue=True)
-        lab.dev_args = ["--tap-device", "tap0"]
         p = lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", wait_port=1234)
         echo_many(lab, STACK, 100, 100_000)
         out, err = lab.stop(p)
