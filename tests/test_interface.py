@@ -219,3 +219,26 @@ def test_garbage_frames_never_raise():
         i.receive_frame(bytes(f[:rng.randint(0, len(f))]), 0.0)
     i.frames_to_send(0.0)
     assert "drop_internal_error" not in i.stats()
+
+
+@pytest.mark.parametrize("ts", [None, (123, 456)])
+@pytest.mark.parametrize("offload", [False, True])
+def test_fast_tcp_frame_equals_the_general_path(ts, offload):
+    from netstack.wire import TcpRepr
+    frames = []
+    for fast in (True, False):
+        i = make(tx_checksum_offload=offload)
+        learn_peer(i)
+        if not fast:
+            i._send_tcp_fast = lambda *a: False
+        i.ip_ident = 41
+        seg = TcpRepr(80, 4000, 0xFFFFFF00, 77, 0x18, 512, 0, None, None, False, (), ts)
+        i._send_tcp(ip_to_bytes(PEER), seg, b"payload bytes", 0.0)
+        (f,) = i.frames_to_send(0.0)
+        frames.append((f.data, f.csum_start, f.csum_offset) if hasattr(f, "data") else f)
+    assert frames[0] == frames[1]
+    if not offload:
+        p = Ether(frames[0])
+        assert p[TCP].sport == 80 and bytes(p[TCP].payload) == b"payload bytes"
+        del p[IP].chksum, p[TCP].chksum
+        assert raw(Ether(raw(p))) == frames[0]   # scapy agrees on both checksums
