@@ -174,36 +174,92 @@ class Interface:
             self.drop("internal_error")
             self.last_internal_error = e
 
+    def receive_batch(self, frames, now: float) -> None:
+        """Receive [(frame, checksum_verified)]. Runs of in-order data segments of one
+        connection whose headers agree but for the sequence number (same ACK, window,
+        flags and timestamp) are merged before TCP sees them -- software GRO, as the
+        kernel does -- so TCP state, the ACK decision and the application's wake-up
+        happen once per run instead of once per segment."""
+        run = None      # [tcb, seq, next_seq, ack, flags, window, ts, payloads, frames]
+        for f, ok in frames:
+            m = self._fast_tcp(f, ok)
+            if m is not None and run is not None and m[0] is run[0] and m[1] == run[2] \
+                    and m[2] == run[3] and m[3] == run[4] and m[4] == run[5] and m[5] == run[6] and m[6]:
+                run[7].append(m[6])
+                run[2] = (run[2] + len(m[6])) & 0xFFFFFFFF
+                run[8].append((f, ok))
+                continue
+            if run is not None:
+                self._flush_run(run, now)
+                run = None
+            if m is not None and m[6] and (m[3] == 0x10 or m[3] == 0x18):
+                run = [m[0], m[1], (m[1] + len(m[6])) & 0xFFFFFFFF, m[2], m[3], m[4], m[5], [m[6]], [(f, ok)]]
+            else:
+                self.receive_frame(f, now, ok)
+        if run is not None:
+            self._flush_run(run, now)
+
+    def _flush_run(self, run, now: float) -> None:
+        tcb, seq, _next, ack, flags, window, ts, payloads, frames = run
+        n = len(frames)
+        payload = payloads[0] if n == 1 else memoryview(b"".join(payloads))
+        if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
+            c = self.counters
+            c["rx_frames"] += n
+            c["rx_tcp"] += n
+            c["rx_tcp_fast"] += n
+            if n > 1:
+                c["rx_gro_merged"] += n
+            self._after_fast(tcb)
+        else:
+            for f, ok in frames:
+                self.receive_frame(f, now, ok)
+
+    def _after_fast(self, tcb) -> None:
+        if tcb.ack_now or len(tcb.sbuf) > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
+            self.dirty.add(tcb)     # something to send now
+        elif tcb.delack_at is not None and (tcb.sched_at is None or tcb.delack_at < tcb.sched_at):
+            self._push_timer(tcb, tcb.delack_at)
+
+    def _fast_tcp(self, frame, csum_ok: bool):
+        """(tcb, seq, ack, flags, window, ts, payload) for an unfragmented IPv4/TCP
+        frame without IP options, for us, of an existing connection, with valid
+        checksums and no TCP option but the timestamp -- parsed with one struct
+        call -- else None."""
+        if len(frame) < 54 or frame[12] != 8 or frame[13] != 0 or frame[14] != 0x45 or frame[23] != 6:
+            return None
+        (dst, _src, _et, _vihl, _tos, total, _ident, frag, _ttl, _proto, _csum, sip, dip, sport, dport,
+         seq, ack, off, flags, window, _tcsum, _urg) = _ETH_IP_TCP.unpack_from(frame, 0)
+        hlen = (off >> 4) << 2
+        if dst != self.mac or dip != self.ip or frag & 0x3FFF or total + 14 > len(frame) \
+                or not 40 <= 20 + hlen <= total:
+            return None
+        tcb = self.tcbs.get((dip, dport, sip, sport))
+        if tcb is None:
+            return None
+        if hlen == 20:
+            ts = None
+        elif hlen == 32 and frame[54:58] == _TS_OPT:
+            ts = _TS.unpack_from(frame, 58)
+        else:
+            return None
+        mv = memoryview(frame)
+        if ones_sum(mv[14:34]) != 0xFFFF or not (csum_ok or _tcp_checksum_ok(mv[34:14 + total], sip, dip)):
+            return None
+        return tcb, seq, ack, flags, window, ts, mv[34 + hlen:14 + total]
+
     def _receive(self, frame, now: float, csum_ok: bool) -> None:
-        # Fast path: an unfragmented IPv4/TCP frame without IP options for an
-        # established connection, parsed with one struct call; anything else
-        # (or anything the TCB's header prediction declines) takes the full path.
-        if len(frame) >= 54 and frame[12] == 8 and frame[13] == 0 and frame[14] == 0x45 and frame[23] == 6:
-            (dst, _src, _et, _vihl, _tos, total, _ident, frag, _ttl, _proto, _csum, sip, dip, sport, dport,
-             seq, ack, off, flags, window, _tcsum, _urg) = _ETH_IP_TCP.unpack_from(frame, 0)
-            hlen = (off >> 4) << 2
-            if dst == self.mac and dip == self.ip and not frag & 0x3FFF and total + 14 <= len(frame) \
-                    and 40 <= 20 + hlen <= total:
-                tcb = self.tcbs.get((dip, dport, sip, sport))
-                if tcb is not None:
-                    mv = memoryview(frame)
-                    if hlen == 20:
-                        ts = None
-                    elif hlen == 32 and frame[54:58] == _TS_OPT:
-                        ts = _TS.unpack_from(frame, 58)
-                    else:
-                        ts = False
-                    if ts is not False and ones_sum(mv[14:34]) == 0xFFFF and \
-                            (csum_ok or _tcp_checksum_ok(mv[34:14 + total], sip, dip)):
-                        if tcb.on_segment_fast(seq, ack, flags, window, ts, mv[34 + hlen:14 + total], now):
-                            self.counters["rx_tcp"] += 1
-                            self.counters["rx_tcp_fast"] += 1
-                            if tcb.ack_now or len(tcb.sbuf) > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
-                                self.dirty.add(tcb)     # something to send now
-                            elif tcb.delack_at is not None and (tcb.sched_at is None or tcb.delack_at < tcb.sched_at):
-                                self._push_timer(tcb, tcb.delack_at)
-                            return
-                        csum_ok = True  # verified just now: the full path need not redo it
+        # Fast path: see _fast_tcp; anything else, or anything the TCB's header
+        # prediction declines, takes the full path below.
+        m = self._fast_tcp(frame, csum_ok)
+        if m is not None:
+            tcb = m[0]
+            if tcb.on_segment_fast(m[1], m[2], m[3], m[4], m[5], m[6], now):
+                self.counters["rx_tcp"] += 1
+                self.counters["rx_tcp_fast"] += 1
+                self._after_fast(tcb)
+                return
+            csum_ok = True  # verified just now: the full path need not redo it
         if len(frame) < 14:
             raise MalformedPacket("ethernet_truncated")
         dst, src, ethertype = _ETH.unpack_from(frame, 0)

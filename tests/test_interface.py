@@ -242,3 +242,39 @@ def test_fast_tcp_frame_equals_the_general_path(ts, offload):
         assert p[TCP].sport == 80 and bytes(p[TCP].payload) == b"payload bytes"
         del p[IP].chksum, p[TCP].chksum
         assert raw(Ether(raw(p))) == frames[0]   # scapy agrees on both checksums
+
+
+def test_receive_batch_merges_in_order_segments_of_one_connection():
+    """Software GRO: a run of in-order segments becomes one TCP event and one ACK;
+    a segment that does not fit the run (a gap) goes its own way."""
+    from netstack.wire import TcpRepr
+    lp = LinkPair.make()
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue)
+    s = lst.accept()
+    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    now = lp.now
+    frames = []
+    seq = c.snd_nxt
+    for k in range(6):
+        if k == 4:
+            seq = (seq + 100) & 0xFFFFFFFF        # a hole before the last two
+        seg = TcpRepr(c.local_port, 80, seq, c.rcv_nxt, 0x18, s.snd_wnd >> s.snd_wscale, 0, None, None, False,
+                      (), (s.ts_recent + 1, c.ts_recent))
+        body = bytes([65 + k]) * 1000
+        l4 = seg.emit(body, lp.a.ip, lp.b.ip)
+        from netstack.wire import Ipv4Repr
+        ip = Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, k, True).emit()
+        frames.append((lp.b.mac + lp.a.mac + b"\x08\x00" + ip + l4, False))
+        seq = (seq + 1000) & 0xFFFFFFFF
+    lp.b.receive_batch(frames, now)
+    assert lp.b.stats()["rx_gro_merged"] == 4            # the first four, merged
+    got = b""
+    while (d := s.recv()):
+        got += bytes(d)
+    assert got == b"A" * 1000 + b"B" * 1000 + b"C" * 1000 + b"D" * 1000
+    out = [Ether(f) for f in lp.b.frames_to_send(now)]
+    acks = [p[TCP].ack for p in out if TCP in p]
+    assert acks and all(a == (c.snd_nxt + 4000) & 0xFFFFFFFF for a in acks)   # the hole is not acked past
+    assert s.ooo and len(s.ooo) == 2                      # the two after the hole wait out of order

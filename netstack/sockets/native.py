@@ -285,9 +285,7 @@ class NativeStack:
                 x.clear_readable()     # the rings are read on every call below
             frames = self.dev.recv_batch(RECV_BATCH)
             if frames:
-                rx = iface.receive_frame
-                for f, ok in frames:
-                    rx(f, now, ok)
+                iface.receive_batch(frames, now)
                 work = True
             if pfd is not None and getattr(self.dev, "drained", len(frames) < RECV_BATCH):
                 pfd.clear_readable()   # recv_batch stopped at EAGAIN
