@@ -54,9 +54,12 @@ class LinkPair:
         nxt = self.in_flight[0][0] if self.in_flight else None
         if nxt is not None and (deadline is None or nxt <= deadline):
             self.now = max(self.now, nxt)
+            batches: dict = {}
             while self.in_flight and self.in_flight[0][0] <= self.now:
                 _t, _s, dst, frame = self.in_flight.pop(0)
-                dst.receive_frame(frame, self.now)
+                batches.setdefault(id(dst), (dst, []))[1].append((frame, False))
+            for dst, frames in batches.values():
+                dst.receive_batch(frames, self.now)   # as a driver's recv_batch would
         elif deadline is not None:
             self.now = max(self.now, deadline)
 
