@@ -64,7 +64,7 @@ def run_core(n, verified):
     return cpu / n
 
 
-def run_core_batched(n, batch=16):
+def run_core_batched(n, batch=16, verified=True):
     """The driver's view: frames arrive in batches (recv_batch) and a sender's
     segments within one millisecond share a timestamp, so runs merge (software GRO)."""
     lp, s, frames = setup(n, ts_every=batch)
@@ -74,7 +74,7 @@ def run_core_batched(n, batch=16):
     t0 = time.process_time()
     for i in range(0, n, batch):
         now += 0.00001 * batch
-        b.receive_batch([(f, True) for f in frames[i:i + batch]], now)
+        b.receive_batch([(f, verified) for f in frames[i:i + batch]], now)
         b.frames_to_send(now)
         while s.recv():
             pass
@@ -101,11 +101,13 @@ def main():
     off = statistics.median(run_core(a.segments, True) for _ in range(a.runs))
     full = statistics.median(run_core(a.segments, False) for _ in range(a.runs))
     batched = statistics.median(run_core_batched(a.segments) for _ in range(a.runs))
+    batched_full = statistics.median(run_core_batched(a.segments, verified=False) for _ in range(a.runs))
     dp = statistics.median(run_dpkt(a.segments) for _ in range(a.runs))
     print(f"per full-size segment received + ACKed, CPU time, median of {a.runs} runs of {a.segments}:")
     print(f"  core, checksums validated by the device : {off * 1e6:6.2f} us   (target <= 6)")
     print(f"  core, checksums verified in Python      : {full * 1e6:6.2f} us   (target <= 15)")
-    print(f"  core, batches of 16 (GRO), validated    : {batched * 1e6:6.2f} us")
+    print(f"  core, batches of 16 (GRO), validated    : {batched * 1e6:6.2f} us   (target <= 6)")
+    print(f"  core, batches of 16 (GRO), verified     : {batched_full * 1e6:6.2f} us   (target <= 15)")
     print(f"  dpkt parse only (eth+ip+tcp)            : {dp * 1e6:6.2f} us")
     print(f"  ratio core(offload) / dpkt              : {off / dp:6.2f} x  (target <= 2)")
 
