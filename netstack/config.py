@@ -29,6 +29,7 @@ class TcpConfig:
     keepalive_count: int = 9
     ooo_limit: int = 1 << 20           # bytes of out-of-order data kept
     syn_backlog: int = 256
+    syn_cookies: bool = True           # answer SYNs statelessly once the SYN queue is full (RFC 4987)
     initial_cwnd_segments: int = 10    # RFC 6928
 
 

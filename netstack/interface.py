@@ -27,7 +27,7 @@ from typing import NamedTuple
 from .arp import NeighbourCache
 from .config import InterfaceConfig
 from .ipv4 import Reassembler, fragment
-from .tcp import TCB, Event, IsnGenerator, Listener, State
+from .tcp import TCB, Event, IsnGenerator, Listener, State, SynCookies
 from .udp import UdpEndpoint
 from .wire import (ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4,
                    IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, ArpRepr, EthernetRepr, IcmpRepr,
@@ -132,6 +132,7 @@ class Interface:
         self.events: list = []
         self.dirty: set = set()
         self.isn = IsnGenerator(self.rng.getrandbits(128).to_bytes(16, "big"))
+        self.cookies = SynCookies(self.rng.getrandbits(128).to_bytes(16, "big"))
         self.ip_ident = self.rng.getrandbits(16)
         self.ping_replies: list = []      # echo replies received: (src, ident, seq, data)
         self.unreachable_errors: list = []
@@ -402,6 +403,16 @@ class Interface:
         lst = self.listeners.get(seg.dst_port)
         flags = seg.flags
         if lst is not None and flags & SYN and not flags & (ACK | RST):
+            if lst.syn_queue_full() and not lst.accept_queue_full() and self.cfg.tcp.syn_cookies \
+                    and seg.src_port:
+                # SYN flood (or just many clients): answer without keeping state
+                cookie, _mss = self.cookies.make(key, seg.seq, seg.mss, now)
+                synack = TcpRepr(seg.dst_port, seg.src_port, cookie, (seg.seq + 1) & 0xFFFFFFFF, SYN | ACK,
+                                 min(self.cfg.tcp.recv_buffer, 65535), 0, self._route_mss(ip.src))
+                self._send_tcp(ip.src, synack, b"", now)
+                lst.stats["syn_cookies_sent"] += 1
+                self.counters["tcp_syn_cookies_sent"] += 1
+                return
             if not lst.can_take_syn():
                 self.drop("tcp_listen_queue_full")
                 return
@@ -416,6 +427,27 @@ class Interface:
             self.tcbs[key] = tcb
             self._touch(tcb)
             return
+        if lst is not None and flags & ACK and not flags & (SYN | RST) and self.cfg.tcp.syn_cookies:
+            mss = self.cookies.check(key, seg.ack, (seg.seq - 1) & 0xFFFFFFFF, now)
+            if mss is not None and not lst.accept_queue_full():
+                tcb = TCB(self.cfg.tcp, self.ip, seg.dst_port, ip.src, seg.src_port,
+                          (seg.ack - 1) & 0xFFFFFFFF, now, self._route_mss(ip.src), self.cfg.tso_max)
+                self._adopt(tcb)
+                tcb.open_from_cookie(seg, mss, now)
+                self.tcbs[key] = tcb
+                lst.stats["syn_cookies_accepted"] += 1
+                lst.established(tcb)
+                if len(payload) or flags & 0x01:
+                    tcb.on_segment(seg, payload, now)
+                self._touch(tcb)
+                return
+            if mss is not None:
+                # a good cookie but no room to accept: drop the ACK, as Linux does;
+                # the client's next transmission tries again
+                lst.stats["accept_queue_overflow"] += 1
+                self.drop("tcp_listen_queue_full")
+                return
+            lst.stats["syn_cookies_rejected"] += 1
         # No connection: answer with RST (RFC 9293 3.10.7.1), never to a RST.
         self.drop("tcp_no_connection")
         if flags & RST:

@@ -101,6 +101,7 @@ def test_many_connections_at_once():
 
 def test_syn_queue_overflow_is_counted_and_dropped():
     lp = pair(3)
+    lp.b.cfg.tcp.syn_cookies = False
     lst = lp.b.tcp_listen(9, backlog=2, syn_backlog=2)
     conns = [lp.a.tcp_connect(B_IP, 9, lp.now) for _ in range(5)]
     lp.run_until(lambda: len(lst.accept_queue) == 2, max_time=5)
@@ -137,3 +138,33 @@ def test_reset_mid_transfer_only_hits_that_connection():
     lp.run_until(lambda: c1.state is State.CLOSED and s2.recv_available() == 8, max_time=5)
     assert isinstance(c1.error, ConnectionResetError)
     assert s2.recv() == b"survivor"
+
+
+def test_syn_cookies_take_over_when_the_syn_queue_is_full():
+    lp = pair(6)
+    lst = lp.b.tcp_listen(9, backlog=10, syn_backlog=2)
+    conns = [lp.a.tcp_connect(B_IP, 9, lp.now) for _ in range(6)]
+    lp.run_until(lambda: len(lst.accept_queue) == 6, max_time=10)
+    assert lst.stats["syn_cookies_sent"] >= 4 and lst.stats["syn_cookies_accepted"] >= 4
+    servers = [lst.accept() for _ in range(6)]
+    cookie_side = [t for t in servers if not t.ts_ok]       # a cookie keeps only the MSS
+    assert len(cookie_side) >= 4 and all(t.mss == 1460 for t in cookie_side)
+    # data flows both ways over a cookie connection
+    t = cookie_side[0]
+    c = next(c for c in conns if c.local_port == t.remote_port)
+    c.send(b"over a cookie" * 1000)
+    lp.run_until(lambda: t.recv_available() == 13000, max_time=20)
+    t.send(b"back")
+    lp.run_until(lambda: c.recv_available() == 4, max_time=20)
+    assert bytes(c.recv()) == b"back"
+
+
+def test_forged_cookie_ack_gets_a_reset():
+    from netstack.wire import Ipv4Repr, TcpRepr
+    lp = pair(7)
+    lst = lp.b.tcp_listen(9, backlog=10, syn_backlog=1)
+    seg = TcpRepr(5555, 9, 1000, 123456, 0x10, 100)
+    l4 = seg.emit(b"", lp.a.ip, lp.b.ip)
+    ip = Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, 1).emit()
+    lp.b.receive_frame(lp.b.mac + lp.a.mac + b"\x08\x00" + ip + l4, 0.0)
+    assert lst.stats["syn_cookies_rejected"] == 1 and not lst.accept_queue

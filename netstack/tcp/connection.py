@@ -211,6 +211,23 @@ class TCB:
             self.ts_recent_age = now
         self._arm_rto(now)
 
+    def open_from_cookie(self, ack_seg: TcpRepr, mss: int, now: float) -> None:
+        """The final ACK of a SYN-cookie handshake: straight to ESTABLISHED with the
+        MSS the cookie carried and no other option (the listener kept no state)."""
+        self.irs = (ack_seg.seq - 1) & MASK
+        self.rcv_nxt = ack_seg.seq
+        self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = ack_seg.ack
+        self.mss = max(64, min(self.our_mss, mss))
+        self.cc.mss = self.mss
+        self.cc.cwnd = min(self.cfg.initial_cwnd_segments * self.mss, max(2 * self.mss, 14600))
+        self.ws_ok = self.ts_ok = self.sack_ok = False
+        self.rcv_wscale = self.snd_wscale = 0
+        self.snd_wnd = self.max_snd_wnd = ack_seg.window
+        self.snd_wl1, self.snd_wl2 = ack_seg.seq, ack_seg.ack
+        self.syn_acked = True
+        self._set_state(State.ESTABLISHED)
+        self.events.append(Event.CONNECTED)
+
     def _choose_wscale(self) -> None:
         s = 0
         if self.cfg.window_scale:
