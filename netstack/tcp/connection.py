@@ -606,6 +606,11 @@ class TCB:
                     self.in_recovery = False
                     self.cc.exit_recovery(flight)
                     self.sacked = []
+                elif self.sack_ok:
+                    # RFC 6675: no window arithmetic here; the pipe estimate decides
+                    if seq_lt(self.rexmit_next, ack):
+                        self.rexmit_next = ack
+                    self._sack_send = True
                 else:
                     # partial ACK (RFC 6582 3.2 step 5): retransmit the next hole
                     self.cc.cwnd = max(self.mss, self.cc.cwnd - data_acked + self.mss)
@@ -639,9 +644,10 @@ class TCB:
             if self.dupacks == DUPACK_THRESHOLD and not self.in_recovery and seq_ge(una, self.recover):
                 self._enter_fast_recovery(now)
             elif self.in_recovery:
-                self.cc.cwnd += self.mss  # inflate (RFC 5681 3.2 step 4)
-                if self.sack_ok and self.sacked:
-                    self._retransmit_one = True  # the next hole (RFC 6675 NextSeg, simplified)
+                if self.sack_ok:
+                    self._sack_send = True     # RFC 6675 5 (C): send what the pipe allows
+                else:
+                    self.cc.cwnd += self.mss  # inflate (RFC 5681 3.2 step 4)
         # window update (RFC 9293 3.10.7.4)
         if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack)):
             self.snd_wnd = wnd
@@ -654,16 +660,76 @@ class TCB:
         return True
 
     _retransmit_one = False
+    _sack_send = False
 
     def _enter_fast_recovery(self, now: float) -> None:
         flight = seq_sub(self.snd_max, self.snd_una)
         self.cc.on_loss_fast(flight, now)
         self.recover = self.snd_max
         self.in_recovery = True
-        self.cc.cwnd = self.cc.ssthresh + DUPACK_THRESHOLD * self.mss
         self.rexmit_next = self.snd_una
-        self._retransmit_one = True
+        self._retransmit_one = True          # the first lost segment, at once (RFC 6675 5 (4.3))
+        if self.sack_ok:
+            self.cc.cwnd = self.cc.ssthresh  # RFC 6675 5 (4.2): pipe, not inflation, paces recovery
+            self._sack_send = True
+        else:
+            self.cc.cwnd = self.cc.ssthresh + DUPACK_THRESHOLD * self.mss
         self.stats["fast_retransmits"] += 1
+
+    # ---- RFC 6675 loss recovery ----------------------------------------------------
+    def _holes(self) -> list:
+        """[(left, right, lost)] for the un-SACKed ranges below the highest SACKed
+        byte. A hole is lost (RFC 6675 IsLost) when more than (DupThresh - 1) * SMSS
+        bytes, or DupThresh blocks, are SACKed above it."""
+        holes = []
+        start = self.snd_una
+        for left, right in self.sacked:
+            if seq_lt(start, left):
+                holes.append([start, left, False])
+            start = right
+        above_bytes = 0
+        above_blocks = 0
+        i = len(self.sacked) - 1
+        for h in reversed(holes):
+            while i >= 0 and seq_ge(self.sacked[i][0], h[1]):
+                above_bytes += seq_sub(self.sacked[i][1], self.sacked[i][0])
+                above_blocks += 1
+                i -= 1
+            h[2] = above_bytes > (DUPACK_THRESHOLD - 1) * self.mss or above_blocks >= DUPACK_THRESHOLD
+        return holes
+
+    def _pipe(self, holes) -> int:
+        """RFC 6675 SetPipe: bytes believed in the network."""
+        top = self.sacked[-1][1] if self.sacked else self.snd_una
+        pipe = max(0, seq_sub(self.snd_max, top))          # above every SACK: in flight
+        rx = self.rexmit_next
+        for left, right, lost in holes:
+            if not lost:
+                pipe += seq_sub(right, left)
+            if seq_gt(rx, left):                          # retransmitted part of the hole
+                pipe += seq_sub(seq_min_(rx, right), left)
+        return pipe
+
+    def _sack_recovery_send(self, out: list, now: float) -> None:
+        """Send while cwnd - pipe >= SMSS: lost holes first, then new data (RFC 6675 NextSeg)."""
+        holes = self._holes()
+        pipe = self._pipe(holes)
+        while self.cc.cwnd - pipe >= self.mss:
+            seq = None
+            for left, right, lost in holes:
+                if lost and seq_lt(self.rexmit_next, right):
+                    seq = left if seq_lt(self.rexmit_next, left) else self.rexmit_next
+                    break
+            if seq is not None:
+                n = self._emit_data(seq, out, now, retransmit=True)
+                if n <= 0:
+                    break
+                self.rexmit_next = seq_add(seq, n)
+            else:
+                n = self._emit_new_in_recovery(out, now)
+                if n <= 0:
+                    break
+            pipe += n
 
     def _update_scoreboard(self, blocks) -> None:
         sb = self.sacked
@@ -929,6 +995,10 @@ class TCB:
             if seq is not None:
                 n = self._emit_data(seq, out, now, retransmit=True)
                 self.rexmit_next = seq_add(seq, n)
+        if self._sack_send:
+            self._sack_send = False
+            if self.in_recovery:
+                self._sack_recovery_send(out, now)
         # new data (and retransmissions after an RTO, which rewinds snd_nxt)
         while self._can_send_data():
             self._emit_data(self.snd_nxt, out, now)
@@ -997,6 +1067,24 @@ class TCB:
             self.snd_nxt = end
         if n < self.mss:
             self.snd_sml = end
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        self._arm_rto(now)
+        return n
+
+    def _emit_new_in_recovery(self, out: list, now: float) -> int:
+        """New data during SACK recovery: bounded by the peer's window, not by cwnd
+        (the caller's pipe check is the congestion control here)."""
+        offset = seq_sub(self.snd_nxt, self.snd_una)
+        avail = len(self.sbuf) - offset
+        room = self.snd_wnd - offset
+        n = min(avail, room, self.mss)
+        if n <= 0:
+            return 0
+        data = self.sbuf.peek(offset, n)
+        seq = self.snd_nxt
+        out.append((self._ack_seg(seq, ACK | (PSH if offset + n == len(self.sbuf) else 0), now), data))
+        self.snd_nxt = end = seq_add(seq, n)
         if seq_gt(end, self.snd_max):
             self.snd_max = end
         self._arm_rto(now)
@@ -1093,3 +1181,7 @@ class TCB:
 
 def max_seq(a: int, b: int) -> int:
     return b if seq_lt(a, b) else a
+
+
+def seq_min_(a: int, b: int) -> int:
+    return a if seq_lt(a, b) else b
