@@ -527,3 +527,22 @@ def test_pure_ack_after_rto_carries_the_highest_sequence_sent():
     t.ack_now = True
     ((a, p),) = recv(t, 1.1)
     assert p == b"" and a.seq == ISS + 3001 and a.ack == IRS + 10
+
+
+def test_sack_recovery_sends_new_data_as_the_pipe_drains():
+    """RFC 6675: in recovery, SACKs that shrink the pipe let new segments out
+    (where NewReno would wait for window inflation)."""
+    t = established(sack=True)
+    t.sack_ok = True
+    t.send(b"n" * 1460 * 20)
+    first = recv(t, 0.0)
+    assert len(first) == 10                       # the initial window
+    base = ISS + 1
+    sent_before = t.snd_max
+    new = []
+    for k in range(2, 11):                       # segment 1 lost, 2..10 SACKed one by one
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"", 0.01 * k)
+        new += [(s.seq, len(p)) for s, p in recv(t, 0.01 * k)]
+    assert (base, 1460) in new                   # the hole, retransmitted
+    assert any(s >= sent_before for s, _n in new)   # and new data went out
+    assert t.in_recovery and t.stats["fast_retransmits"] == 1
