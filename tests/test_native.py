@@ -496,3 +496,16 @@ def test_killing_a_native_shard_stops_the_application_without_orphans():
         assert not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().split(")")[1][:3]
     finally:
         lab.close()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_sharded_echo_over_af_packet_fanout(veth_lab):
+    """AF_PACKET on a veth with -c2: each shard has its own socket in one fanout group."""
+    p = veth_lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", wait_port=1234)
+    echo_many(veth_lab, STACK, 60, 50_000)
+    out, err = veth_lab.stop(p)
+    stats = {s["shard"]: s for s in _net_stats(err)}
+    assert set(stats) == {0, 1}, err
+    assert stats[0]["device_kept"] > 0 and stats[1]["device_kept"] > 0   # both sockets receive
+    served = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("shard ")]
+    assert len(served) == 2 and sum(served) == 61 and min(served) > 5

@@ -63,6 +63,11 @@ def prepare_shards(n: int, cfg) -> None:
     from drivers.ring import RingLink
     _links = {(i, j): RingLink(slots=512) for i in range(n) for j in range(i + 1, n)}
     _shared_mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else b"\x02" + os.urandom(5)
+    global _fanout_group
+    _fanout_group = os.getpid() & 0xFFFF      # one PACKET_FANOUT group per application
+
+
+_fanout_group = 0
 
 
 def _ring_to(shard: int, peer: int, mac: bytes):
@@ -209,12 +214,21 @@ def create_native_stack(reactor) -> "NativeStack":
         steering = FlowSteering(nshards)
         peers = {p: _ring_to(shard, p, mac) for p in range(nshards) if p != shard}
         own = None
-        if not cfg.get("dev"):
+        if cfg.get("dev"):
+            # AF_PACKET: every shard binds its own socket to the interface and joins
+            # one PACKET_FANOUT_HASH group: the kernel spreads flows over the shards
+            # (by its hash, so misdelivered frames are forwarded to their owner)
+            own = _open_wire(cfg, None, False)
+            own.fanout(_fanout_group)
+            mac = own.mac
+        else:
             try:
                 own = _open_wire(cfg, mac, True)         # our own queue of a multi-queue TAP
             except OSError:
                 own = None                               # a single-queue device
         if own is not None:
+            if cfg.get("dev"):
+                peers = {p: _ring_to(shard, p, mac) for p in range(nshards) if p != shard}
             dev = ShardDevice(shard, own, peers, steering)
         elif shard == 0:
             dev = ShardDevice(0, _open_wire(cfg, mac, False), peers, steering, relay=True)
