@@ -30,7 +30,7 @@ from .ipv4 import Reassembler, fragment
 from .tcp import TCB, Event, IsnGenerator, Listener, State, SynCookies
 from .udp import UdpEndpoint
 from .wire import (ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4,
-                   IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, ArpRepr, EthernetRepr, IcmpRepr,
+                   IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, ArpRepr, IcmpRepr,
                    Ipv4Repr, MalformedPacket, TcpRepr, UdpRepr)
 from .wire import icmp as icmpw
 from .wire.checksum import internet_checksum, ones_sum, pseudo_header_sum

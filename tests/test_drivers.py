@@ -9,7 +9,7 @@ from drivers.pcap import PcapReplayDevice
 from drivers.tap import GSO_TCPV4, NEEDS_CSUM, VNET_HDR, vnet_header
 from netstack.config import InterfaceConfig
 from netstack.interface import TxFrame
-from netstack.sockets.api import connected_socket, listen_options, make_ipv4_address, server_socket
+from netstack.sockets.api import listen_options, make_ipv4_address, server_socket
 from netstack.sockets.native import NativeStack
 from echo_helpers import echo_exchange, serve_one_echo
 from reactor import when_all_succeed

@@ -165,10 +165,9 @@ def test_do_with_keeps_objects_alive_until_done(reactor):
     p = Promise()
     seen = []
 
-    def f():
-        fut = do_with(o, lambda obj: p.get_future().then(lambda: seen.append(obj is ref())))
-        return fut
-    fut = f()
+    def f(obj_):
+        return do_with(obj_, lambda obj: p.get_future().then(lambda: seen.append(obj is ref())))
+    fut = f(o)
     del o
     import gc
     gc.collect()

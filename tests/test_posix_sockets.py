@@ -6,7 +6,7 @@ import pytest
 
 from netstack.sockets import (connect, listen, listen_options, make_ipv4_address, make_udp_channel,
                               socket_address, temporary_buffer)
-from reactor import make_ready_future, sleep, when_all_succeed
+from reactor import sleep, when_all_succeed
 
 
 def test_temporary_buffer_is_a_zero_copy_view():
