@@ -509,3 +509,40 @@ def test_sharded_echo_over_af_packet_fanout(veth_lab):
     assert stats[0]["device_kept"] > 0 and stats[1]["device_kept"] > 0   # both sockets receive
     served = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("shard ")]
     assert len(served) == 2 and sum(served) == 61 and min(served) > 5
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_fragmented_datagrams_reach_the_shard_that_owns_their_flow(lab):
+    """Only the first fragment has ports: the receiving shard reassembles, then steers
+    the whole datagram to its owner (the RSS hash of its 4-tuple)."""
+    from netstack.rss import FlowSteering
+    app = os.path.join(ROOT, "tests", "apps", "udp_shards_app.py")
+    p = lab.lab.popen(lab.ns, [sys.executable, app, "-c2", "--network-stack", "native", *lab.dev_args,
+                               "--host-ipv4-addr", STACK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lab.procs.append(p)
+    assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    steer = FlowSteering(2)
+    homes = []
+    with lab.inside():
+        for i in range(12):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((KERNEL, 0))
+            s.settimeout(2)
+            port = s.getsockname()[1]
+            big = bytes(4000)                  # > MTU: the kernel fragments it
+            reply = None
+            for _attempt in range(5):
+                s.sendto(big, (STACK, 7777))
+                try:
+                    reply = s.recv(100)
+                    break
+                except socket.timeout:
+                    continue
+            s.close()
+            assert reply is not None
+            shard, length = reply.split()[1:]
+            assert int(length) == 4000
+            expected = steer.shard_of(socket.inet_aton(KERNEL), socket.inet_aton(STACK), port, 7777)
+            assert int(shard) == expected
+            homes.append(expected)
+    assert set(homes) == {0, 1}

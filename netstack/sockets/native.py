@@ -51,8 +51,9 @@ TSO_MAX = 64000
 #
 # Forwarding travels over shared-memory rings (drivers.ring) made before the shards
 # fork, one per pair of shards. ARP frames go to every shard (all learn neighbours;
-# shard 0 alone answers); ICMP, IP fragments and non-TCP/UDP traffic belong to
-# shard 0. connect() on shard k picks a source port whose replies hash to shard k.
+# shard 0 alone answers); ICMP and non-TCP/UDP traffic belong to shard 0; TCP/UDP
+# fragments are reassembled by the shard that receives them, then steered whole.
+# connect() on shard k picks a source port whose replies hash to shard k.
 _links: dict = {}
 _shared_mac: bytes | None = None
 
@@ -97,7 +98,8 @@ class ShardDevice:
         self.rx_checksum, self.tx_checksum = ref.rx_checksum, ref.tx_checksum
         self.tso, self.lro = ref.tso, ref.lro
         self.drained = True
-        self.counters = {"kept": 0, "forwarded": 0, "arp_copies": 0, "from_shards": 0, "relayed": 0}
+        self.counters = {"kept": 0, "forwarded": 0, "arp_copies": 0, "from_shards": 0, "relayed": 0,
+                         "reassembled": 0}
 
     def fileno(self):
         return self.own.fileno() if self.own is not None else None
@@ -127,6 +129,34 @@ class ShardDevice:
         dport = (f[16 + ihl] << 8) | f[17 + ihl]
         return self.steering.shard_of(bytes(f[26:30]), bytes(f[30:34]), sport, dport)
 
+    def _defragment(self, f):
+        """Reassemble TCP/UDP fragments here, before steering: only the first fragment
+        carries the ports that say which shard owns the datagram. Returns the whole
+        packet as one (unfragmented) frame, or None while pieces are missing."""
+        import time as _time
+
+        from ..ipv4 import Reassembler
+        from ..wire import Ipv4Repr, MalformedPacket
+        if self._reasm is None:
+            self._reasm = Reassembler(30.0, 4 << 20)
+        now = _time.monotonic()
+        self._reasm.expire(now, self._count_drop)
+        try:
+            ip, payload = Ipv4Repr.parse(memoryview(f)[14:])
+        except MalformedPacket:
+            return f        # let the owner of last resort (shard 0) count it
+        whole = self._reasm.add(ip, payload, now, self._count_drop)
+        if whole is None:
+            return None
+        hdr = Ipv4Repr(ip.src, ip.dst, ip.protocol, len(whole), ip.ttl, ip.ident, ip.dont_frag).emit()
+        self.counters["reassembled"] += 1
+        return bytes(f[:14]) + hdr + whole
+
+    def _count_drop(self, reason: str) -> None:
+        self.counters["drop_" + reason] = self.counters.get("drop_" + reason, 0) + 1
+
+    _reasm = None
+
     def recv_batch(self, n: int = 64) -> list:
         from drivers.tap import DATA_VALID, NEEDS_CSUM, VNET_HDR_LEN, _ZERO_HDR
         valid = bytes([DATA_VALID]) + bytes(VNET_HDR_LEN - 1)
@@ -138,6 +168,11 @@ class ShardDevice:
             fwd: dict = {}
             me = self.shard
             for f, ok in frames:
+                if len(f) > 24 and f[12:14] == b"\x08\x00" and f[23] in (6, 17) and ((f[20] & 0x3F) or f[21]):
+                    f = self._defragment(f)
+                    if f is None:
+                        continue
+                    ok = False      # the reassembled L4 checksum has not been checked
                 k = self.owner(f)
                 if k == me:
                     out.append((f, ok))
