@@ -76,7 +76,10 @@ def test_nak_restarts():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
-def test_native_stack_gets_its_address_from_dnsmasq():
+@pytest.mark.parametrize("shards", [1, 2])
+def test_native_stack_gets_its_address_from_dnsmasq(shards):
+    if shards > len(os.sched_getaffinity(0)):
+        pytest.skip("needs 2 CPUs")
     if shutil.which("dnsmasq") is None:
         subprocess.run(["apt-get", "install", "-y", "-q", "dnsmasq-base"], capture_output=True)
     dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -91,9 +94,9 @@ def test_native_stack_gets_its_address_from_dnsmasq():
                            "--dhcp-range=192.0.2.50,192.0.2.60,255.255.255.0,120", "--dhcp-leasefile=/dev/null",
                            "--dhcp-option=3,192.0.2.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(0.3)
-        app = os.path.join(root, "examples", "tutorial", "echo_server.py")
-        p = lab.popen(ns, [sys.executable, app, "-c1", "--network-stack", "native", "--tap-device", "tap0",
-                           "--print-net-stats"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        app = os.path.join(root, "examples", "tutorial", "sharded_echo_server.py")
+        p = lab.popen(ns, [sys.executable, app, f"-c{shards}", "--network-stack", "native", "--tap-device",
+                           "tap0", "--print-net-stats"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         from pyroute2 import netns
         got = None
         deadline = time.monotonic() + 20
@@ -109,6 +112,14 @@ def test_native_stack_gets_its_address_from_dnsmasq():
                     got = (host, c.recv(100))
                     c.close()
                     break
+            if got is not None:
+                # every shard answers on the leased address (20 connections spread by hash)
+                for i in range(20):
+                    c = socket.create_connection((got[0], 1234), timeout=5)
+                    c.sendall(b"%d" % i)
+                    c.shutdown(socket.SHUT_WR)
+                    assert c.recv(100) == b"%d" % i
+                    c.close()
         finally:
             netns.popns()
         p.send_signal(2)
@@ -117,3 +128,5 @@ def test_native_stack_gets_its_address_from_dnsmasq():
         d.wait()
         assert got is not None, err
         assert got[1] == b"dhcp works"
+        served = [line for line in _out.splitlines() if line.startswith("shard ")]
+        assert len(served) == shards and all(int(x.split(": ")[1].split()[0]) > 0 for x in served), _out

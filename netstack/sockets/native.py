@@ -127,6 +127,8 @@ class ShardDevice:
             return 0
         sport = (f[14 + ihl] << 8) | f[15 + ihl]
         dport = (f[16 + ihl] << 8) | f[17 + ihl]
+        if proto == 17 and dport == 68:
+            return 0            # DHCP: shard 0 runs the client
         return self.steering.shard_of(bytes(f[26:30]), bytes(f[30:34]), sport, dport)
 
     def _defragment(self, f):
@@ -232,8 +234,6 @@ def create_native_stack(reactor) -> "NativeStack":
         raise RuntimeError("native stack on several shards: app_template did not prepare the shard links")
     # As in Seastar: DHCP unless the address is given (which turns DHCP off).
     use_dhcp = not cfg.get("host_ipv4_addr")
-    if use_dhcp and nshards > 1:
-        raise NotImplementedError("DHCP with several shards is not supported yet: give --host-ipv4-addr")
     if nshards == 1:
         mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None
         try:
@@ -276,14 +276,15 @@ def create_native_stack(reactor) -> "NativeStack":
     per_shard = cfg.get("memory_per_shard") or (1 << 30)
     buf = int(min(4 << 20, max(64 << 10, per_shard // 1024)))  # per-connection buffers scale with -m
     icfg = InterfaceConfig(
-        mac=dev.mac, ip=cfg.get("host_ipv4_addr") or "0.0.0.0", dhcp=use_dhcp,
+        # with shards, shard 0 runs the DHCP client and hands the lease to the others
+        mac=dev.mac, ip=cfg.get("host_ipv4_addr") or "0.0.0.0", dhcp=use_dhcp and shard == 0,
         netmask=cfg.get("netmask_ipv4_addr") or "255.255.255.0",
         gateway=cfg.get("gw_ipv4_addr"), mtu=dev.mtu, seed=cfg.get("stack_seed"),
         tx_checksum_offload=dev.tx_checksum, tso_max=TSO_MAX if dev.tso else 0,
         tcp=TcpConfig(recv_buffer=buf, send_buffer=buf), answer_arp=(shard == 0))
     if steering is not None:
-        ours = icfg.ip
-        icfg.port_filter = lambda p, rip, rport: steering.shard_of(rip, ours, rport, p) == shard
+        # icfg.ip is read at each connect(): a DHCP lease may change it
+        icfg.port_filter = lambda p, rip, rport: steering.shard_of(rip, icfg.ip, rport, p) == shard
     return NativeStack(reactor, dev, icfg)
 
 
@@ -377,6 +378,12 @@ class NativeStack:
                 h.on_event(ev)
 
     def _on_dhcp(self, ev) -> None:
+        if ev in ("bound", "renewed", "lost"):
+            from reactor import smp
+            i = self.iface
+            if smp.count > 1:      # the other shards use the same address
+                smp.invoke_on_others(_apply_address, i.ip, i.cfg.netmask, i.cfg.gateway).handle_exception(
+                    lambda e: log.error("could not share the DHCP lease: %r", e))
         if ev in ("bound", "renewed"):
             self.lease = self.iface.dhcp.lease
             w, self._ready_waiters = self._ready_waiters, []
@@ -435,6 +442,12 @@ class NativeStack:
     def _check_local(self, addr: socket_address) -> None:
         if addr.ip not in ("0.0.0.0", ip_to_str(self.iface.ip)):
             raise OSError(errno.EADDRNOTAVAIL, "bind: Cannot assign requested address")
+
+
+def _apply_address(ip: bytes, netmask: bytes, gateway) -> None:
+    """On a shard other than 0: take the address shard 0's DHCP client obtained."""
+    from .api import network_stack
+    network_stack().iface.set_address(ip, netmask, gateway)
 
 
 class _Waits:
