@@ -53,11 +53,6 @@ class NeighbourCache:
         p = self.pending.pop(ip, None)
         return list(p.packets) if p is not None else []
 
-    def update_if_known(self, ip: bytes, mac: bytes, now: float) -> bool:
-        if ip in self.entries or ip in self.pending:
-            return True
-        return False
-
     def enqueue(self, ip: bytes, packet, now: float) -> tuple[bool, bool]:
         """Queue a packet for an unresolved ip. Returns (queued, send_request_now)."""
         p = self.pending.get(ip)

@@ -36,7 +36,7 @@ from .wire import icmp as icmpw
 from .wire.checksum import internet_checksum, ones_sum, pseudo_header_sum
 from .wire.tcp import ACK, RST, SYN
 
-__all__ = ["Interface", "TxFrame", "NetError"]
+__all__ = ["Interface", "TxFrame"]
 
 _ETH = struct.Struct("!6s6sH")
 _ETH_IP_TCP = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHH")
@@ -69,10 +69,6 @@ class TxFrame(NamedTuple):
 
     def frame(self) -> bytes:
         return self.data + bytes(self.payload) if self.payload else self.data
-
-
-class NetError(OSError):
-    pass
 
 
 class _EventSink:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import select
 import signal
 import socket
@@ -366,7 +365,3 @@ def _call0(fn) -> None:
             r.ignore_ready_future() if r.available() else None
     except Exception:  # noqa: BLE001
         log.exception("signal handler failed")
-
-
-def cpu_count_for_shards() -> int:
-    return len(os.sched_getaffinity(0))
