@@ -23,6 +23,17 @@ KERNEL, STACK = "192.0.2.1", "192.0.2.2"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and TAP devices need root")
 
 
+def kernel_listener(lab, port: int, timeout: float = 15) -> socket.socket:
+    """A kernel TCP server socket on KERNEL:port inside the lab's namespace."""
+    with lab.inside():
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((KERNEL, port))
+        srv.listen()
+        srv.settimeout(timeout)
+    return srv
+
+
 class Lab:
     """A namespace with a TAP (kernel address 192.0.2.1) or a veth pair whose
     far end (no kernel address) our stack drives with AF_PACKET."""
@@ -202,12 +213,7 @@ def test_kernel_learns_our_mac_by_arp(lab):
 
 
 def test_native_connect_to_kernel_server(lab):
-    with lab.inside():
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((KERNEL, 4321))
-        srv.listen()
-        srv.settimeout(15)
+    srv = kernel_listener(lab, 4321, timeout=15)
     p = lab.start("client.py", "--to", f"{KERNEL}:4321", "--send", "hello kernel")
     conn, addr = srv.accept()
     assert addr[0] == STACK
@@ -393,12 +399,7 @@ def test_tutorial_echo_server_on_two_shards_serves_only_shard_0_connections(lab)
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
 def test_connect_from_a_shard_needs_no_forwarding(lab):
-    with lab.inside():
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((KERNEL, 4322))
-        srv.listen()
-        srv.settimeout(15)
+    srv = kernel_listener(lab, 4322, timeout=15)
     p = lab.start("client.py", "-c2", "--print-net-stats", "--to", f"{KERNEL}:4322", "--send", "from shard 0")
     conn, _addr = srv.accept()
     conn.settimeout(10)
@@ -430,12 +431,7 @@ def test_connects_from_both_shards_need_no_forwarding():
     import threading
     lab = _mq_lab("mqc")
     try:
-        with lab.inside():
-            srv = socket.socket()
-            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            srv.bind((KERNEL, 4323))
-            srv.listen()
-            srv.settimeout(20)
+        srv = kernel_listener(lab, 4323, timeout=20)
         seen = []
 
         def serve():
