@@ -20,6 +20,7 @@ segments carry only the pseudo-header sum and `frames_to_send` returns
 from __future__ import annotations
 
 import heapq
+from functools import partial
 import struct
 from collections import defaultdict
 from typing import NamedTuple
@@ -156,14 +157,29 @@ class Interface:
 
     def stats(self) -> dict:
         s = dict(self.counters)
+        s["rx_tcp"] = s.get("rx_tcp", 0) + s.get("rx_tcp_fast", 0)   # the fast path counts only its own
         s["tcp_connections"] = len(self.tcbs)
         s["arp_entries"] = len(self.neighbours.entries)
         return s
 
     # ---- input ------------------------------------------------------------------------
     def receive_frame(self, frame, now: float, checksum_verified: bool = False) -> None:
-        self.counters["rx_frames"] += 1
+        c = self.counters
+        c["rx_frames"] += 1
         try:
+            # Fast path: see _fast_tcp; anything else, or anything the TCB's header
+            # prediction declines, takes the full path (_receive).
+            m = self._fast_tcp(frame, checksum_verified)
+            if m is not None:
+                tcb, seq, ack, flags, window, ts, payload = m
+                if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
+                    c["rx_tcp_fast"] += 1
+                    if tcb.ack_now or tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
+                        self.dirty.add(tcb)     # something to send now
+                    elif tcb.delack_at is not None and (tcb.sched_at is None or tcb.delack_at < tcb.sched_at):
+                        self._push_timer(tcb, tcb.delack_at)
+                    return
+                checksum_verified = True  # verified just now: the full path need not redo it
             self._receive(frame, now, checksum_verified)
         except MalformedPacket as e:
             self.drop(e.reason)
@@ -203,7 +219,6 @@ class Interface:
         if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
             c = self.counters
             c["rx_frames"] += n
-            c["rx_tcp"] += n
             c["rx_tcp_fast"] += n
             if n > 1:
                 c["rx_gro_merged"] += n
@@ -213,7 +228,7 @@ class Interface:
                 self.receive_frame(f, now, ok)
 
     def _after_fast(self, tcb) -> None:
-        if tcb.ack_now or len(tcb.sbuf) > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
+        if tcb.ack_now or tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
             self.dirty.add(tcb)     # something to send now
         elif tcb.delack_at is not None and (tcb.sched_at is None or tcb.delack_at < tcb.sched_at):
             self._push_timer(tcb, tcb.delack_at)
@@ -223,13 +238,13 @@ class Interface:
         frame without IP options, for us, of an existing connection, with valid
         checksums and no TCP option but the timestamp -- parsed with one struct
         call -- else None."""
-        if len(frame) < 54 or frame[12] != 8 or frame[13] != 0 or frame[14] != 0x45 or frame[23] != 6:
+        if len(frame) < 54:
             return None
-        (dst, _src, _et, _vihl, _tos, total, _ident, frag, _ttl, _proto, _csum, sip, dip, sport, dport,
+        (dst, _src, et, vihl, _tos, total, _ident, frag, _ttl, proto, _csum, sip, dip, sport, dport,
          seq, ack, off, flags, window, _tcsum, _urg) = _ETH_IP_TCP.unpack_from(frame, 0)
         hlen = (off >> 4) << 2
-        if dst != self.mac or dip != self.ip or frag & 0x3FFF or total + 14 > len(frame) \
-                or not 40 <= 20 + hlen <= total:
+        if et != 0x0800 or vihl != 0x45 or proto != 6 or dst != self.mac or dip != self.ip or frag & 0x3FFF \
+                or total + 14 > len(frame) or not 40 <= 20 + hlen <= total:
             return None
         tcb = self.tcbs.get((dip, dport, sip, sport))
         if tcb is None:
@@ -241,22 +256,12 @@ class Interface:
         else:
             return None
         mv = memoryview(frame)
-        if ones_sum(mv[14:34]) != 0xFFFF or not (csum_ok or _tcp_checksum_ok(mv[34:14 + total], sip, dip)):
+        # a correct IP header sums to 0xFFFF, i.e. 0 modulo 0xFFFF (2**16 == 1)
+        if int.from_bytes(mv[14:34], "big") % 0xFFFF or not (csum_ok or _tcp_checksum_ok(mv[34:14 + total], sip, dip)):
             return None
         return tcb, seq, ack, flags, window, ts, mv[34 + hlen:14 + total]
 
     def _receive(self, frame, now: float, csum_ok: bool) -> None:
-        # Fast path: see _fast_tcp; anything else, or anything the TCB's header
-        # prediction declines, takes the full path below.
-        m = self._fast_tcp(frame, csum_ok)
-        if m is not None:
-            tcb = m[0]
-            if tcb.on_segment_fast(m[1], m[2], m[3], m[4], m[5], m[6], now):
-                self.counters["rx_tcp"] += 1
-                self.counters["rx_tcp_fast"] += 1
-                self._after_fast(tcb)
-                return
-            csum_ok = True  # verified just now: the full path need not redo it
         if len(frame) < 14:
             raise MalformedPacket("ethernet_truncated")
         dst, src, ethertype = _ETH.unpack_from(frame, 0)
@@ -716,18 +721,80 @@ class Interface:
         if self.reassembler.pending:
             self.reassembler.expire(now, self.drop)
         due = self.dirty
-        self.dirty = set()
         heap = self._timers
         while heap and heap[0][0] <= now:
             t, _n, tcb = heapq.heappop(heap)
             if tcb.sched_at == t:     # else a stale entry, superseded by a later push
                 tcb.sched_at = None
                 due.add(tcb)
+        if not due:
+            return
+        self.dirty = set()      # what the loop below touches is due next time
         for tcb in due:
+            a = tcb.pure_ack(now)
+            if a is not None:
+                self._send_pure_ack(tcb, a, now)
+                # ESTABLISHED with nothing else to send: only the RTO (or keepalive) is left
+                t = tcb.rto_at
+                if tcb.keepalive:
+                    self._schedule(tcb)
+                elif t is not None and (tcb.sched_at is None or t < tcb.sched_at):
+                    self._push_timer(tcb, t)
+                continue
             for seg, payload in tcb.poll(now):
                 self._send_tcp(tcb.remote_ip, seg, payload, now, tcb.mss)
-            self._collect(tcb)
+            if tcb.state is State.CLOSED:
+                self._collect(tcb)
             self._schedule(tcb)
+
+    def _send_pure_ack(self, tcb: TCB, a: tuple, now: float) -> None:
+        """A pure ACK (TCB.pure_ack's answer) built from per-connection constants:
+        both checksums are sums of a constant part and the few fields that change,
+        so the frame is one struct call and always carries complete checksums (no
+        offload metadata for the driver to handle). The neighbour's entry is cached
+        on the TCB while it is the current one and not near its refresh time."""
+        seq, ack, window, ts = a
+        c = tcb.tx_cache
+        if c is None or self.neighbours.entries.get(c[1]) is not c[0] \
+                or c[0][1] - now < self.neighbours.retry * 2 or c[2] != self.ip:
+            c = self._pure_ack_cache(tcb, now)
+            if c is None:       # no route or unresolved: the general path queues or drops it
+                self._send_tcp(tcb.remote_ip, TcpRepr(tcb.local_port, tcb.remote_port, seq, ack, ACK, window,
+                                                      0, None, None, False, (), ts), b"", now)
+                return
+        self.ip_ident = ident = (self.ip_ident + 1) & 0xFFFF
+        if ts is None:
+            ipsum = ~((c[4] + 40 + ident) % 0xFFFF or 0xFFFF) & 0xFFFF
+            tsum = ~((c[5] + seq + ack + window) % 0xFFFF or 0xFFFF) & 0xFFFF
+            self.tx.append(_FRAME_TCP.pack(c[0][0], self.mac, 0x0800, 0x45, 0, 40, ident, 0x4000, 64, 6, ipsum,
+                                           c[2], c[3], tcb.local_port, tcb.remote_port, seq, ack, 0x50, ACK,
+                                           window, tsum, 0))
+        else:
+            ipsum = ~((c[4] + 52 + ident) % 0xFFFF or 0xFFFF) & 0xFFFF
+            tsum = ~((c[6] + seq + ack + window + ts[0] + ts[1]) % 0xFFFF or 0xFFFF) & 0xFFFF
+            self.tx.append(_FRAME_TCP_TS.pack(c[0][0], self.mac, 0x0800, 0x45, 0, 52, ident, 0x4000, 64, 6,
+                                              ipsum, c[2], c[3], tcb.local_port, tcb.remote_port, seq, ack, 0x80,
+                                              ACK, window, tsum, 0, 0x0101080A, ts[0], ts[1]))
+        self.counters["tx_frames"] += 1
+
+    def _pure_ack_cache(self, tcb: TCB, now: float):
+        """(neighbour entry, next hop, our ip, peer ip, IP header sum without the
+        ident, TCP sum without seq/ack/window for 20 and for 32-byte headers).
+        Sums of 32-bit fields are taken whole: 2**16 == 1 (mod 0xFFFF)."""
+        try:
+            hop = self._next_hop(tcb.remote_ip)
+        except OSError:
+            return None
+        if self.neighbours.lookup(hop, now) is None or self.neighbours.entries[hop][1] - now < self.neighbours.retry * 2:
+            return None
+        src, dst = self.ip, tcb.remote_ip
+        addr = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+        ip_base = 0x4500 + 0x4000 + 0x4006 + addr       # + total length + ident
+        ports = tcb.local_port + tcb.remote_port
+        tcp20 = addr + 6 + 20 + ports + 0x5010
+        tcp32 = addr + 6 + 32 + ports + 0x8010 + 0x0101 + 0x080A
+        c = tcb.tx_cache = (self.neighbours.entries[hop], hop, src, dst, ip_base, tcp20, tcp32)
+        return c
 
     def _schedule(self, tcb: TCB) -> None:
         """Keep the TCB in the timer heap at its poll_at() (lazy deletion)."""
@@ -746,6 +813,7 @@ class Interface:
         """Wire a new TCB to this interface: its events and user calls come here."""
         tcb.owner = self._touch
         tcb.events = _EventSink(tcb, self.events)
+        tcb.notify_readable = partial(self.events.append, (tcb, Event.READABLE))
 
     def _collect(self, tcb: TCB) -> None:
         if tcb.state is State.CLOSED:

@@ -278,3 +278,88 @@ def test_receive_batch_merges_in_order_segments_of_one_connection():
     acks = [p[TCP].ack for p in out if TCP in p]
     assert acks and all(a == (c.snd_nxt + 4000) & 0xFFFFFFFF for a in acks)   # the hole is not acked past
     assert s.ooo and len(s.ooo) == 2                      # the two after the hole wait out of order
+
+
+def _established(**cfg):
+    lp = LinkPair.make()
+    for k, v in cfg.items():
+        setattr(lp.b.cfg.tcp, k, v)
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue)
+    s = lst.accept()
+    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    return lp, c, s
+
+
+def _data_frames(lp, c, s, n, size=1000, ts=True):
+    from netstack.wire import Ipv4Repr, TcpRepr
+    out, seq = [], c.snd_nxt
+    for k in range(n):
+        seg = TcpRepr(c.local_port, 80, seq, c.rcv_nxt, 0x18, s.snd_wnd >> s.snd_wscale, 0, None, None, False,
+                      (), (s.ts_recent + 1, c.ts_recent) if ts else None)
+        l4 = seg.emit(bytes([65 + k % 26]) * size, lp.a.ip, lp.b.ip)
+        ip = Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, 1000 + k, True).emit()
+        out.append(lp.b.mac + lp.a.mac + b"\x08\x00" + ip + l4)
+        seq = (seq + size) & 0xFFFFFFFF
+    return out
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_pure_ack_fast_path_equals_the_general_path(offload):
+    """Two full segments make an ACK due: the constant-folded pure ACK is the
+    same frame, checksums included, as the general path builds for that state."""
+    frames = []
+    for fast in (True, False):
+        lp, c, s = _established()
+        lp.b.cfg.tx_checksum_offload = offload
+        if not fast:
+            s.pure_ack = lambda now: None
+        lp.b.ip_ident = 0xFFFE                    # the ident wraps in between
+        for f in _data_frames(lp, c, s, 2, size=1448):
+            lp.b.receive_frame(f, lp.now, False)
+        out = lp.b.frames_to_send(lp.now)
+        assert len(out) == 1
+        frames.append(out[0].data if hasattr(out[0], "data") else out[0])
+        assert s.unacked_segments == 0 and not s.ack_now and s.delack_at is None
+        assert s.last_ack_sent == s.rcv_nxt
+        assert (s.tx_cache is not None) == fast
+    assert frames[0] == frames[1] or offload     # offload: the general path leaves a partial checksum
+    p = Ether(frames[0])
+    assert p[TCP].flags == "A" and p[TCP].ack == (c.snd_nxt + 2 * 1448) & 0xFFFFFFFF and p[IP].id == 0xFFFF
+    assert dict(p[TCP].options)["Timestamp"][1] == s.ts_recent
+    del p[IP].chksum, p[TCP].chksum
+    assert raw(Ether(raw(p))) == frames[0]        # scapy agrees on both checksums
+
+
+def test_pure_ack_without_timestamps_and_after_a_neighbour_change():
+    lp, c, s = _established()
+    s.ts_ok = c.ts_ok = False
+    for f in _data_frames(lp, c, s, 2, ts=False):
+        lp.b.receive_frame(f, lp.now, False)
+    (a1,) = lp.b.frames_to_send(lp.now)
+    p = Ether(a1)
+    assert p[TCP].dataofs == 5 and p.dst == "02:00:00:00:00:01"
+    del p[IP].chksum, p[TCP].chksum
+    assert raw(Ether(raw(p))) == a1
+    # the peer's MAC changes (a gratuitous ARP reply): the next ACK goes to the new one
+    assert s.tx_cache is not None               # the fast path built that one
+    lp.b.neighbours.learn(lp.a.ip, b"\x02\x00\x00\x00\x00\x99", lp.now)
+    s.ack_now = True
+    lp.b._touch(s)
+    (a2,) = lp.b.frames_to_send(lp.now)
+    assert Ether(a2).dst == "02:00:00:00:00:99"
+
+
+def test_pure_ack_near_neighbour_expiry_refreshes_it():
+    """Close to the entry's expiry the fast path steps aside: the general path
+    sends the ACK and a unicast ARP request to refresh the neighbour."""
+    lp, c, s = _established()
+    entry = lp.b.neighbours.entries[lp.a.ip]
+    now = entry[1] - lp.b.neighbours.retry      # within the refresh margin
+    s.ack_now = True
+    lp.b._touch(s)
+    out = [Ether(f if isinstance(f, bytes) else f.frame()) for f in lp.b.frames_to_send(now)]
+    assert [TCP in p for p in out].count(True) == 1
+    arp = [p for p in out if ARP in p]
+    assert len(arp) == 1 and arp[0][ARP].pdst == "192.0.2.1" and arp[0].dst == "02:00:00:00:00:01"

@@ -22,6 +22,7 @@ delayed ACK (`delack_at`), persist (`persist_at`), keepalive
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 
 from ..wire.seq import MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
@@ -97,8 +98,11 @@ class TCB:
         self.cfg = cfg
         self.local_ip, self.local_port = local_ip, local_port
         self.remote_ip, self.remote_port = remote_ip, remote_port
+        self.tx_cache = None    # the interface's per-connection frame constants (Interface._send_pure_ack)
         self.state = State.CLOSED
         self.events: list = []
+        # the fast path's one event, as a C-level call (the Interface rebinds it)
+        self.notify_readable = partial(self.events.append, Event.READABLE)
         self.error: BaseException | None = None
         self.listener = None
         # send side
@@ -282,20 +286,23 @@ class TCB:
 
     def recv(self, max_bytes: int = 1 << 30):
         """Up to max_bytes of in-order data (b"" if none). Opens the window."""
-        if not self.rq:
+        rq = self.rq
+        if not rq:
             return b""
-        first = self.rq[0]
-        if len(first) <= max_bytes:
-            self.rq.popleft()
-            out = first
+        out = rq[0]
+        n = len(out)
+        if n <= max_bytes:
+            rq.popleft()
         else:
-            out = first[:max_bytes]
-            self.rq[0] = first[max_bytes:]
-        self.rq_bytes -= len(out)
+            rq[0] = out[max_bytes:]
+            out = out[:max_bytes]
+            n = max_bytes
+        self.rq_bytes -= n
         # window update if the window grew by 2 MSS or half the buffer (RFC 9293 3.8.6.2.2)
-        if self.state in CAN_RECEIVE:
-            wnd = self._rcv_window()
-            if wnd - self.last_wnd_sent >= min(self.recv_buffer // 2, 2 * self.mss):
+        st = self.state
+        if st is State.ESTABLISHED or st in CAN_RECEIVE:
+            grown = self.recv_buffer - self.rq_bytes - self.ooo_bytes - self.last_wnd_sent
+            if grown >= 2 * self.mss or grown >= self.recv_buffer >> 1:
                 self.ack_now = True
                 self._changed()
         return out
@@ -412,7 +419,7 @@ class TCB:
             self.rq.append(payload)
             self.rq_bytes += plen
             self.rcv_nxt = (seq + plen) & MASK
-            self.events.append(Event.READABLE)
+            self.notify_readable()
             self.snd_wl1 = seq
             self.unacked_segments += 1
             if self.unacked_segments >= 2 or plen > self.mss:
@@ -1105,6 +1112,38 @@ class TCB:
                        SYN | (ACK if with_ack else 0), min(self._rcv_window(), 65535), 0, self.our_mss,
                        self.rcv_wscale if (self.cfg.window_scale and (not with_ack or self.ws_ok)) else None,
                        self.cfg.sack and (not with_ack or self.sack_ok), (), ts)
+
+    def pure_ack(self, now: float):
+        """The fast path of poll() for its most common outcome: in ESTABLISHED with
+        no timer due, no data or FIN waiting, no loss recovery and no SACK block to
+        report, the only output is one pure ACK. Then returns (seq, ack, window
+        field, timestamp option or None) with the bookkeeping of sending it done;
+        else None, having changed nothing (poll() decides)."""
+        if not (self.ack_now or (self.delack_at is not None and now >= self.delack_at)) \
+                or self.state is not State.ESTABLISHED or self.rst_pending is not None \
+                or self.ooo or self.fin_queued or self.in_recovery or self._retransmit_one or self._sack_send \
+                or self.persist_at is not None \
+                or self.sbuf.size > ((self.snd_nxt - self.snd_una) & MASK) \
+                or (self.rto_at is not None and now >= self.rto_at):
+            return None
+        if self.keepalive:
+            if now - self.last_recv >= self.keepalive_idle:
+                return None
+            self.keepalive_probes = 0       # what _keepalive() does for a live connection
+            self.keepalive_at = None
+        wnd = self.recv_buffer - self.rq_bytes
+        raw = wnd >> self.rcv_wscale
+        if raw > 65535:
+            raw = 65535
+        elif raw < 0:
+            raw = 0
+        self.last_ack_sent = self.rcv_nxt
+        self.last_wnd_sent = raw << self.rcv_wscale
+        self.ack_now = False
+        self.delack_at = None
+        self.unacked_segments = 0
+        return (self.snd_max, self.rcv_nxt, raw,
+                (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None)
 
     def _ack_seg(self, seq: int, flags: int, now: float) -> TcpRepr:
         wnd = self._rcv_window()
