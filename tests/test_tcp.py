@@ -466,13 +466,39 @@ def test_sack_recovery_retransmits_only_the_hole():
     assert len(recv(t, 0.0)) == 6
     base = ISS + 1
     # the first segment is lost; the peer SACKs the other five
-    for k in range(2, 6):
+    for k in range(3, 7):
         send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"", 0.01)
     assert t.in_recovery
     out = recv(t, 0.01)
     assert [(s.seq, len(p)) for s, p in out] == [(base, 1460)]
     send(t, seg(IRS + 1, base + 1460 * 6), b"", 0.02)
     assert not t.in_recovery and t.sacked == []
+    assert t.stats["rescue_retransmits"] == 0 and t.stats["timeouts"] == 0
+
+
+def test_sack_recovery_rescues_a_lost_tail_once():
+    """RFC 6675 NextSeg rule 4: the first and the last of six segments are lost.
+    Nothing above the last one can be SACKed to mark it lost, so with the hole
+    the sender retransmits the highest unSACKed segment once (rescue) instead of
+    waiting for the RTO; a second round of SACKs does not repeat it."""
+    t = established(sack=True)
+    t.sack_ok = True
+    t.send(b"s" * 1460 * 6)
+    assert len(recv(t, 0.0)) == 6
+    base = ISS + 1
+    for k in range(3, 6):
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"", 0.01)
+    assert t.in_recovery
+    out = recv(t, 0.01)
+    assert [(s.seq, len(p)) for s, p in out] == [(base, 1460), (base + 1460 * 5, 1460)]
+    assert t.stats["rescue_retransmits"] == 1
+    # the retransmitted hole arrives: a partial ACK up to the tail; no second rescue
+    send(t, seg(IRS + 1, base + 1460 * 5), b"", 0.02)
+    assert [(s.seq, len(p)) for s, p in recv(t, 0.02)] == []
+    assert t.stats["rescue_retransmits"] == 1
+    # the rescued tail arrives: everything acknowledged, recovery over, no RTO ever
+    send(t, seg(IRS + 1, base + 1460 * 6), b"", 0.03)
+    assert not t.in_recovery and t.snd_una == base + 1460 * 6 and t.stats["timeouts"] == 0
 
 
 def test_bogus_sack_blocks_are_ignored():

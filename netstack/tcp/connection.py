@@ -167,12 +167,13 @@ class TCB:
         self.in_recovery = False
         self.recover = iss
         self.rexmit_next = iss
+        self.rescue_rxt = None      # RFC 6675 RescueRxt
         self.cc = congestion.make(cfg.congestion, 536, cfg.initial_cwnd_segments)
         self.rst_pending: TcpRepr | None = None
         self.recv_buffer = cfg.recv_buffer
         self.send_limit = cfg.send_buffer
-        self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "challenge_acks": 0,
-                      "dup_acks": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
+        self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "rescue_retransmits": 0,
+                      "challenge_acks": 0, "dup_acks": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
         self._was_writable = True
         self.sched_at: float | None = None   # the Interface's timer-heap bookkeeping
         self.owner = None                     # called with self after a user call changes what to send
@@ -718,24 +719,53 @@ class TCB:
         return pipe
 
     def _sack_recovery_send(self, out: list, now: float) -> None:
-        """Send while cwnd - pipe >= SMSS: lost holes first, then new data (RFC 6675 NextSeg)."""
+        """Send while cwnd - pipe >= SMSS, choosing each segment by RFC 6675 NextSeg:
+        (1) a lost hole above HighRxt (rexmit_next); (2) new data; (3) a hole not yet
+        deemed lost; (4) once per recovery, a rescue retransmission of the highest
+        outstanding unSACKed segment (a lost tail has no SACKs above it to mark it)."""
         holes = self._holes()
         pipe = self._pipe(holes)
         while self.cc.cwnd - pipe >= self.mss:
             seq = None
+            rx = self.rexmit_next
             for left, right, lost in holes:
-                if lost and seq_lt(self.rexmit_next, right):
-                    seq = left if seq_lt(self.rexmit_next, left) else self.rexmit_next
+                if lost and seq_lt(rx, right):
+                    seq = left if seq_lt(rx, left) else rx
                     break
+            if seq is None:
+                n = self._emit_new_in_recovery(out, now)
+                if n > 0:
+                    pipe += n
+                    continue
+                for left, right, _lost in holes:
+                    if seq_lt(rx, right):
+                        seq = left if seq_lt(rx, left) else rx
+                        break
             if seq is not None:
                 n = self._emit_data(seq, out, now, retransmit=True)
                 if n <= 0:
                     break
                 self.rexmit_next = seq_add(seq, n)
+                pipe += n
+                continue
+            # (4) rescue: HighACK > RescueRxt (or none yet this recovery)
+            if self.rescue_rxt is not None and not seq_gt(self.snd_una, self.rescue_rxt):
+                break
+            top = self.sacked[-1][1] if self.sacked else self.snd_una
+            if seq_lt(top, self.snd_max):
+                lo, hi = top, self.snd_max                 # the unSACKed tail
+            elif holes:
+                lo, hi = holes[-1][0], holes[-1][1]
             else:
-                n = self._emit_new_in_recovery(out, now)
-                if n <= 0:
-                    break
+                break
+            if not seq_lt(rx, hi):
+                break       # that data was retransmitted already (HighRxt is past it)
+            start = hi - self.mss if seq_sub(hi, lo) > self.mss else lo
+            n = self._emit_data(start & MASK, out, now, retransmit=True)
+            if n <= 0:
+                break
+            self.rescue_rxt = self.recover
+            self.stats["rescue_retransmits"] += 1
             pipe += n
 
     def _update_scoreboard(self, blocks) -> None:
