@@ -333,8 +333,9 @@ def test_sharded_echo_server_native_serves_every_connection_on_both_shards(lab):
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
 def test_sharded_echo_server_on_a_multi_queue_tap():
-    """Each shard reads and writes its own TAP queue; the kernel learns which queue a
-    flow belongs to from our writes, so few frames need forwarding."""
+    """Each shard reads and writes its own TAP queue, and the kernel runs our eBPF
+    steering program (the Toeplitz hash of drivers/steering.py): every frame of
+    every flow lands on its owner's queue, none is forwarded."""
     lab = _mq_lab("mq")
     try:
         p = lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", wait_port=1234)
@@ -347,7 +348,8 @@ def test_sharded_echo_server_on_a_multi_queue_tap():
         kept = stats[0]["device_kept"] + stats[1]["device_kept"]
         fwd = stats[0]["device_forwarded"] + stats[1]["device_forwarded"]
         print(f"multi-queue: {fwd} of {kept + fwd} frames forwarded")
-        assert fwd < kept
+        assert stats[0]["device_kernel_steered"] == 1 == stats[1]["device_kernel_steered"]
+        assert fwd == 0
     finally:
         lab.close()
 
@@ -458,11 +460,9 @@ def test_connects_from_both_shards_need_no_forwarding():
         assert "shard 0 got hello shard 0" in out and "shard 1 got hello shard 1" in out
         assert "stats shards=2" in out and "sum_ok=True" in out   # network_stats(): per shard and summed
         stats = {s["shard"]: s for s in _net_stats(err)}
-        # The kernel learns a flow's queue when we write its first packet, but it
-        # records that just after injecting the packet: the SYN-ACK can race ahead
-        # of the entry and land on the other queue (then it is forwarded). Every
-        # later frame arrives at home.
-        assert stats[0]["device_forwarded"] + stats[1]["device_forwarded"] <= 2
+        # connect() on shard k picks a port whose replies hash to k, and the kernel
+        # runs that hash (eBPF steering): even the SYN-ACK arrives at home.
+        assert stats[0]["device_forwarded"] + stats[1]["device_forwarded"] == 0
         assert stats[1]["device_kept"] >= 3    # shard 1's replies came straight to its queue
     finally:
         lab.close()
@@ -503,6 +503,9 @@ def test_sharded_echo_over_af_packet_fanout(veth_lab):
     stats = {s["shard"]: s for s in _net_stats(err)}
     assert set(stats) == {0, 1}, err
     assert stats[0]["device_kept"] > 0 and stats[1]["device_kept"] > 0   # both sockets receive
+    # the fanout group runs our hash (PACKET_FANOUT_CBPF): nothing is forwarded
+    assert stats[0]["device_kernel_steered"] == 1 == stats[1]["device_kernel_steered"]
+    assert stats[0]["device_forwarded"] == 0 == stats[1]["device_forwarded"], stats
     served = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("shard ")]
     assert len(served) == 2 and sum(served) == 61 and min(served) > 5
 

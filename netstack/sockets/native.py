@@ -39,36 +39,78 @@ TSO_MAX = 64000
 
 # ---- shards ----------------------------------------------------------------------------
 # With -c N every shard runs its own Interface (same MAC and address) and owns the
-# flows whose Toeplitz hash maps to it (netstack.rss). Two ways to get frames there:
+# flows whose Toeplitz hash maps to it (netstack.rss). Three ways to get frames there:
 #
-# * multi-queue TAP (preferred): each shard attaches its own queue and writes its
-#   frames there; the kernel keeps a flow on the queue userspace last wrote it to,
-#   so after the first packet a flow arrives at its owner. A frame that lands on
-#   another shard's queue (a new flow, or one idle for a few seconds) is forwarded.
-# * single queue (fallback that always works; also AF_PACKET): shard 0 reads the
-#   device, keeps its frames, forwards the others, and writes to the device what
-#   the other shards send it.
+# * multi-queue TAP (preferred): app_template opens one queue per shard before the
+#   shards fork, in shard order, and sets an eBPF steering program that computes
+#   our hash (drivers.steering): the kernel puts every flow on its owner's queue.
+#   Without the program (bpf() refused), the kernel's learned steering does most
+#   of it: it keeps a flow on the queue userspace last wrote it to.
+# * AF_PACKET (--dev): one socket per shard, opened in shard order before the fork,
+#   in a PACKET_FANOUT_CBPF group running the same hash (PACKET_FANOUT_HASH, the
+#   kernel's own hash, if the program is refused).
+# * single queue (fallback that always works): shard 0 reads the device, keeps its
+#   frames, forwards the others, and writes to the device what the other shards
+#   send it.
 #
-# Forwarding travels over shared-memory rings (drivers.ring) made before the shards
-# fork, one per pair of shards. ARP frames go to every shard (all learn neighbours;
-# shard 0 alone answers); ICMP and non-TCP/UDP traffic belong to shard 0; TCP/UDP
-# fragments are reassembled by the shard that receives them, then steered whole.
-# connect() on shard k picks a source port whose replies hash to shard k.
+# A frame that still lands on the wrong shard is forwarded over shared-memory rings
+# (drivers.ring) made before the shards fork, one per pair of shards. ARP frames go
+# to every shard (all learn neighbours; shard 0 alone answers); ICMP and
+# non-TCP/UDP traffic belong to shard 0; TCP/UDP fragments are reassembled by the
+# shard that receives them (shard 0 when the kernel is steered), then steered
+# whole. connect() on shard k picks a source port whose replies hash to shard k.
 _links: dict = {}
 _shared_mac: bytes | None = None
+_wires: list = []           # per shard: its queue / socket of the wire, opened before the fork
+_steering_mode = ""         # "ebpf", "cbpf", "learned", "fanout-hash" or "single-queue"
 
 
 def prepare_shards(n: int, cfg) -> None:
     """Called by app_template before it forks shards (native stack, -c > 1)."""
-    global _links, _shared_mac
+    global _links, _shared_mac, _wires, _steering_mode
     from drivers.ring import RingLink
     _links = {(i, j): RingLink(slots=512) for i in range(n) for j in range(i + 1, n)}
     _shared_mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else b"\x02" + os.urandom(5)
-    global _fanout_group
-    _fanout_group = os.getpid() & 0xFFFF      # one PACKET_FANOUT group per application
-
-
-_fanout_group = 0
+    # The kernel numbers a fanout group's sockets and a TAP's queues in the order
+    # they join: opening them here, in shard order, makes index k shard k's.
+    from drivers import steering
+    _wires = []
+    try:
+        if cfg.get("dev"):
+            _wires = [_open_wire(cfg, None, False) for _ in range(n)]
+            group = os.getpid() & 0xFFFF        # one fanout group per application
+            try:
+                steering.attach_fanout_cbpf([w.sock for w in _wires], group, n)
+                _steering_mode = "cbpf"
+            except OSError as e:
+                log.warning("PACKET_FANOUT_CBPF refused (%s): the kernel's fanout hash spreads flows, "
+                            "misdelivered frames are forwarded", e)
+                for w in _wires:
+                    w.close()
+                _wires = [_open_wire(cfg, None, False) for _ in range(n)]
+                for w in _wires:
+                    w.fanout(group)
+                _steering_mode = "fanout-hash"
+        else:
+            try:
+                _wires = [_open_wire(cfg, _shared_mac, True) for _ in range(n)]
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                _wires = []                     # a single-queue TAP exists: shard 0 relays
+                _steering_mode = "single-queue"
+                return
+            try:
+                steering.set_tap_steering(_wires[0].fileno(), n)
+                _steering_mode = "ebpf"
+            except OSError as e:
+                log.warning("TUNSETSTEERINGEBPF refused (%s): learned steering, first frames forwarded", e)
+                _steering_mode = "learned"
+    except BaseException:
+        for w in _wires:
+            w.close()
+        _wires = []
+        raise
 
 
 def _ring_to(shard: int, peer: int, mac: bytes):
@@ -86,8 +128,10 @@ class ShardDevice:
     tx_via  single-queue mode on shard > 0: the ring our transmissions take to shard 0
     """
 
-    def __init__(self, shard: int, own, peers: dict, steering, relay: bool = False, tx_via=None) -> None:
+    def __init__(self, shard: int, own, peers: dict, steering, relay: bool = False, tx_via=None,
+                 mode: str = "") -> None:
         self.shard = shard
+        self.mode = mode
         self.own = own
         self.peers = peers
         self.steering = steering
@@ -211,6 +255,7 @@ class ShardDevice:
     def stats(self) -> dict:
         s = dict(self.own.stats()) if self.own is not None else {}
         s.update(self.counters)
+        s["kernel_steered"] = int(self.mode in ("ebpf", "cbpf"))   # the kernel runs our hash
         return s
 
 
@@ -248,27 +293,19 @@ def create_native_stack(reactor) -> "NativeStack":
         mac = _shared_mac
         steering = FlowSteering(nshards)
         peers = {p: _ring_to(shard, p, mac) for p in range(nshards) if p != shard}
-        own = None
-        if cfg.get("dev"):
-            # AF_PACKET: every shard binds its own socket to the interface and joins
-            # one PACKET_FANOUT_HASH group: the kernel spreads flows over the shards
-            # (by its hash, so misdelivered frames are forwarded to their owner)
-            own = _open_wire(cfg, None, False)
-            own.fanout(_fanout_group)
-            mac = own.mac
-        else:
-            try:
-                own = _open_wire(cfg, mac, True)         # our own queue of a multi-queue TAP
-            except OSError:
-                own = None                               # a single-queue device
-        if own is not None:
+        if _wires:
+            own = _wires[shard]
+            for k, w in enumerate(_wires):      # the other shards' queues are theirs alone
+                if k != shard:
+                    w.close()
             if cfg.get("dev"):
+                mac = own.mac
                 peers = {p: _ring_to(shard, p, mac) for p in range(nshards) if p != shard}
-            dev = ShardDevice(shard, own, peers, steering)
+            dev = ShardDevice(shard, own, peers, steering, mode=_steering_mode)
         elif shard == 0:
-            dev = ShardDevice(0, _open_wire(cfg, mac, False), peers, steering, relay=True)
+            dev = ShardDevice(0, _open_wire(cfg, mac, False), peers, steering, relay=True, mode=_steering_mode)
         else:
-            dev = ShardDevice(shard, None, peers, steering, tx_via=peers[0])
+            dev = ShardDevice(shard, None, peers, steering, tx_via=peers[0], mode=_steering_mode)
     if cfg.get("pcap_out"):
         from drivers.base import Recording
         path = cfg["pcap_out"] if nshards == 1 else f"{cfg['pcap_out']}.shard{shard}"
