@@ -35,7 +35,7 @@ from .wire import (ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTY
                    Ipv4Repr, MalformedPacket, TcpRepr, UdpRepr)
 from .wire import icmp as icmpw
 from .wire.checksum import internet_checksum, ones_sum, pseudo_header_sum
-from .wire.tcp import ACK, RST, SYN
+from .wire.tcp import ACK, PSH, RST, SYN
 
 __all__ = ["Interface", "TxFrame"]
 
@@ -731,9 +731,9 @@ class Interface:
             return
         self.dirty = set()      # what the loop below touches is due next time
         for tcb in due:
-            a = tcb.pure_ack(now)
+            a = tcb.fast_output(now)
             if a is not None:
-                self._send_pure_ack(tcb, a, now)
+                self._send_fast(tcb, a, now)
                 # ESTABLISHED with nothing else to send: only the RTO (or keepalive) is left
                 t = tcb.rto_at
                 if tcb.keepalive:
@@ -747,34 +747,51 @@ class Interface:
                 self._collect(tcb)
             self._schedule(tcb)
 
-    def _send_pure_ack(self, tcb: TCB, a: tuple, now: float) -> None:
-        """A pure ACK (TCB.pure_ack's answer) built from per-connection constants:
-        both checksums are sums of a constant part and the few fields that change,
-        so the frame is one struct call and always carries complete checksums (no
-        offload metadata for the driver to handle). The neighbour's entry is cached
-        on the TCB while it is the current one and not near its refresh time."""
-        seq, ack, window, ts = a
+    def _send_fast(self, tcb: TCB, a: tuple, now: float) -> None:
+        """A pure ACK or one small data segment (TCB.fast_output's answer) built
+        from per-connection constants: both checksums are a constant part plus the
+        fields that change (sums of 32-bit fields taken whole: 2**16 == 1 modulo
+        0xFFFF), so the headers are one struct call. Payloads above 256 bytes on an
+        offloading device leave the TCP checksum to it (NEEDS_CSUM) and travel
+        uncopied; otherwise the frame carries complete checksums. The neighbour's
+        entry is cached on the TCB while it is current and not near its refresh."""
+        seq, ack, window, ts, payload = a
         c = tcb.tx_cache
         if c is None or self.neighbours.entries.get(c[1]) is not c[0] \
                 or c[0][1] - now < self.neighbours.retry * 2 or c[2] != self.ip:
             c = self._pure_ack_cache(tcb, now)
             if c is None:       # no route or unresolved: the general path queues or drops it
-                self._send_tcp(tcb.remote_ip, TcpRepr(tcb.local_port, tcb.remote_port, seq, ack, ACK, window,
-                                                      0, None, None, False, (), ts), b"", now)
+                self._send_tcp(tcb.remote_ip, TcpRepr(tcb.local_port, tcb.remote_port, seq, ack,
+                                                      ACK | PSH if payload else ACK, window, 0, None, None,
+                                                      False, (), ts), payload, now, tcb.mss)
                 return
         self.ip_ident = ident = (self.ip_ident + 1) & 0xFFFF
-        if ts is None:
-            ipsum = ~((c[4] + 40 + ident) % 0xFFFF or 0xFFFF) & 0xFFFF
-            tsum = ~((c[5] + seq + ack + window) % 0xFFFF or 0xFFFF) & 0xFFFF
-            self.tx.append(_FRAME_TCP.pack(c[0][0], self.mac, 0x0800, 0x45, 0, 40, ident, 0x4000, 64, 6, ipsum,
-                                           c[2], c[3], tcb.local_port, tcb.remote_port, seq, ack, 0x50, ACK,
-                                           window, tsum, 0))
+        n = len(payload)
+        hl = 20 if ts is None else 32
+        ipsum = ~((c[4] + 20 + hl + n + ident) % 0xFFFF or 0xFFFF) & 0xFFFF
+        flags = ACK | PSH if n else ACK
+        partial = n > 256 and self.cfg.tx_checksum_offload
+        if partial:
+            tsum = (c[7] + hl + n) % 0xFFFF or 0xFFFF      # the pseudo-header sum, as NEEDS_CSUM wants
         else:
-            ipsum = ~((c[4] + 52 + ident) % 0xFFFF or 0xFFFF) & 0xFFFF
-            tsum = ~((c[6] + seq + ack + window + ts[0] + ts[1]) % 0xFFFF or 0xFFFF) & 0xFFFF
-            self.tx.append(_FRAME_TCP_TS.pack(c[0][0], self.mac, 0x0800, 0x45, 0, 52, ident, 0x4000, 64, 6,
-                                              ipsum, c[2], c[3], tcb.local_port, tcb.remote_port, seq, ack, 0x80,
-                                              ACK, window, tsum, 0, 0x0101080A, ts[0], ts[1]))
+            s = seq + ack + window + flags - ACK + n
+            if n:
+                s += int.from_bytes(payload, "big") << 8 if n & 1 else int.from_bytes(payload, "big")
+            if ts is None:
+                tsum = ~((c[5] + s) % 0xFFFF or 0xFFFF) & 0xFFFF
+            else:
+                tsum = ~((c[6] + s + ts[0] + ts[1]) % 0xFFFF or 0xFFFF) & 0xFFFF
+        if ts is None:
+            hdr = _FRAME_TCP.pack(c[0][0], self.mac, 0x0800, 0x45, 0, 40 + n, ident, 0x4000, 64, 6, ipsum,
+                                  c[2], c[3], tcb.local_port, tcb.remote_port, seq, ack, 0x50, flags, window, tsum, 0)
+        else:
+            hdr = _FRAME_TCP_TS.pack(c[0][0], self.mac, 0x0800, 0x45, 0, 52 + n, ident, 0x4000, 64, 6, ipsum,
+                                     c[2], c[3], tcb.local_port, tcb.remote_port, seq, ack, 0x80, flags, window,
+                                     tsum, 0, 0x0101080A, ts[0], ts[1])
+        if partial:
+            self.tx.append(TxFrame(hdr, 34, 16, 0, payload))
+        else:
+            self.tx.append(hdr + payload if n else hdr)
         self.counters["tx_frames"] += 1
 
     def _pure_ack_cache(self, tcb: TCB, now: float):
@@ -793,7 +810,8 @@ class Interface:
         ports = tcb.local_port + tcb.remote_port
         tcp20 = addr + 6 + 20 + ports + 0x5010
         tcp32 = addr + 6 + 32 + ports + 0x8010 + 0x0101 + 0x080A
-        c = tcb.tx_cache = (self.neighbours.entries[hop], hop, src, dst, ip_base, tcp20, tcp32)
+        pseudo = addr + 6                               # + TCP length
+        c = tcb.tx_cache = (self.neighbours.entries[hop], hop, src, dst, ip_base, tcp20, tcp32, pseudo)
         return c
 
     def _schedule(self, tcb: TCB) -> None:

@@ -200,7 +200,12 @@ class input_stream:  # noqa: N801
             return make_ready_future(b)
         if self._eof:
             return make_ready_future(temporary_buffer())
-        return self._source.get().then(self._got)
+        f = self._source.get()
+        if f._state == 1:           # ready: no continuation needed
+            if not f._result:
+                self._eof = True
+            return f
+        return f.then(self._got)
 
     def _got(self, b: temporary_buffer) -> temporary_buffer:
         if not b:

@@ -333,7 +333,9 @@ class NativeStack:
         fd = device.fileno()
         self.pfd = reactor.register_fd(fd) if fd is not None else None
         self.extra = [reactor.register_fd(x) for x in getattr(device, "extra_fds", lambda: [])()]
-        self.handlers: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        # protocol object (TCB, listener, UDP endpoint) -> weakref to its handler; a
+        # plain dict of weakrefs: WeakValueDictionary.get is Python code, this is C
+        self.handlers: dict = {}
         self.busy: set = set()          # handlers someone is waiting on: kept alive
         self.timer = Timer(self.poll, reactor)
         self.armed_at = None
@@ -407,12 +409,18 @@ class NativeStack:
     def _dispatch(self) -> None:
         handlers = self.handlers
         for obj, ev in self.iface.pop_events():
-            if obj is self.iface.dhcp:
+            r = handlers.get(obj)
+            if r is not None:
+                h = r()
+                if h is not None:
+                    h.on_event(ev)
+            elif obj is self.iface.dhcp:
                 self._on_dhcp(ev)
-                continue
-            h = handlers.get(obj)
-            if h is not None:
-                h.on_event(ev)
+
+    def adopt(self, obj, handler) -> None:
+        """Events of obj go to handler while the handler lives."""
+        handlers = self.handlers
+        handlers[obj] = weakref.ref(handler, lambda r: handlers.pop(obj) if handlers.get(obj) is r else None)
 
     def _on_dhcp(self, ev) -> None:
         if ev in ("bound", "renewed", "lost"):
@@ -453,7 +461,7 @@ class NativeStack:
         except OSError as e:
             raise OSError(errno.EADDRINUSE, "bind: Address already in use") from e
         srv = _NativeServer(self, lst)
-        self.handlers[lst] = srv
+        self.adopt(lst, srv)
         return srv
 
     def connect(self, addr: socket_address, local) -> Future:
@@ -473,7 +481,7 @@ class NativeStack:
         except OSError as e:
             raise OSError(errno.EADDRINUSE, "bind: Address already in use") from e
         ch = _NativeUdp(self, ep)
-        self.handlers[ep] = ch
+        self.adopt(ep, ch)
         return ch
 
     def _check_local(self, addr: socket_address) -> None:
@@ -508,7 +516,7 @@ class _Waits:
             else:
                 keep.append((k, f))
         self.waiters = keep
-        if not keep:
+        if not keep and getattr(self, "reader", None) is None:
             self.stack.busy.discard(self)
 
 
@@ -559,20 +567,28 @@ class _NativeConn(_Waits):
         self.pending_bytes = 0
         self.input_shut = False
         self.output_closed = False
-        stack.handlers[tcb] = self
+        self.reader: Future | None = None    # the pending get(), resolved with the data itself
+        stack.adopt(tcb, self)
 
     # events from the TCB
     def on_event(self, ev) -> None:
         tcb = self.tcb
         if ev is Event.READABLE or ev is Event.PEER_CLOSED:
-            self._wake("read")
+            if self.reader is not None:
+                self._deliver()
+            if self.waiters:
+                self._wake("read")
         elif ev is Event.WRITABLE:
             self._pump()
         elif ev is Event.CONNECTED:
             self._wake("connect")
         elif ev is Event.ERROR:
+            if self.reader is not None:
+                self._deliver()
             self._wake(None, tcb.error)
         elif ev is Event.CLOSED:
+            if self.reader is not None:
+                self._deliver()
             self._wake(None, tcb.error) if tcb.error is not None else self._wake("read")
 
     # connected_socket impl
@@ -584,6 +600,8 @@ class _NativeConn(_Waits):
 
     def shutdown_input(self) -> None:
         self.input_shut = True
+        if self.reader is not None:
+            self._deliver()
         self._wake("read")
 
     def shutdown_output(self) -> None:
@@ -628,17 +646,45 @@ class _NativeConn(_Waits):
             pass
 
     # reading
-    def get(self) -> Future:
+    def _read_now(self):
+        """What a read gets now: a temporary_buffer (empty at EOF), the connection's
+        exception, or None when it must wait."""
         tcb = self.tcb
         if self.input_shut:
-            return make_ready_future(temporary_buffer())
+            return temporary_buffer()
         if tcb.rq_bytes:
-            return make_ready_future(temporary_buffer(tcb.recv()))
+            return temporary_buffer(tcb.recv())
         if tcb.error is not None:
-            return _failed(tcb.error)
+            return tcb.error
         if tcb.at_eof() or tcb.state is State.CLOSED or tcb.state is State.TIME_WAIT:
-            return make_ready_future(temporary_buffer())
-        return self._wait("read").then(self.get)
+            return temporary_buffer()
+        return None
+
+    def get(self) -> Future:
+        r = self._read_now()
+        if r is None:
+            if self.reader is not None:         # a second reader queues behind the first
+                return self._wait("read").then(self.get)
+            f = self.reader = Future()
+            self.stack.busy.add(self)
+            return f
+        if isinstance(r, BaseException):
+            return _failed(r)
+        return make_ready_future(r)
+
+    def _deliver(self) -> None:
+        """Resolve the pending get() with the data (no second hop through get())."""
+        r = self._read_now()
+        if r is None:
+            return
+        f = self.reader
+        self.reader = None
+        if not self.waiters:
+            self.stack.busy.discard(self)
+        if isinstance(r, BaseException):
+            f._set_exception(r)
+        else:
+            f._set_value(r)
 
     # writing
     def put(self, data) -> Future:

@@ -98,7 +98,7 @@ class TCB:
         self.cfg = cfg
         self.local_ip, self.local_port = local_ip, local_port
         self.remote_ip, self.remote_port = remote_ip, remote_port
-        self.tx_cache = None    # the interface's per-connection frame constants (Interface._send_pure_ack)
+        self.tx_cache = None    # the interface's per-connection frame constants (Interface._send_fast)
         self.state = State.CLOSED
         self.events: list = []
         # the fast path's one event, as a C-level call (the Interface rebinds it)
@@ -1143,26 +1143,49 @@ class TCB:
                        self.rcv_wscale if (self.cfg.window_scale and (not with_ack or self.ws_ok)) else None,
                        self.cfg.sack and (not with_ack or self.sack_ok), (), ts)
 
-    def pure_ack(self, now: float):
-        """The fast path of poll() for its most common outcome: in ESTABLISHED with
-        no timer due, no data or FIN waiting, no loss recovery and no SACK block to
-        report, the only output is one pure ACK. Then returns (seq, ack, window
-        field, timestamp option or None) with the bookkeeping of sending it done;
-        else None, having changed nothing (poll() decides)."""
-        if not (self.ack_now or (self.delack_at is not None and now >= self.delack_at)) \
-                or self.state is not State.ESTABLISHED or self.rst_pending is not None \
-                or self.ooo or self.fin_queued or self.in_recovery or self._retransmit_one or self._sack_send \
-                or self.persist_at is not None \
-                or self.sbuf.size > ((self.snd_nxt - self.snd_una) & MASK) \
+    def fast_output(self, now: float):
+        """The fast path of poll() for its two most common outcomes, in ESTABLISHED
+        with no timer due, no FIN, no loss recovery and no SACK block to report:
+        one pure ACK, or one segment carrying all the new data (at most one MSS,
+        inside both windows, and not held back by Nagle). Returns (seq, ack, window
+        field, timestamp option or None, payload) with the bookkeeping of sending
+        it done, or None having changed nothing (then poll() decides)."""
+        if self.state is not State.ESTABLISHED or self.rst_pending is not None or self.ooo or self.fin_queued \
+                or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
                 or (self.rto_at is not None and now >= self.rto_at):
             return None
-        if self.keepalive:
-            if now - self.last_recv >= self.keepalive_idle:
+        if self.keepalive and now - self.last_recv >= self.keepalive_idle:
+            return None
+        seq = self.snd_nxt
+        offset = (seq - self.snd_una) & MASK
+        n = self.sbuf.size - offset
+        if n > 0:
+            if seq != self.snd_max or n > self.mss:
                 return None
+            wnd = self.snd_wnd if self.snd_wnd < self.cc.cwnd else self.cc.cwnd
+            if n > wnd - offset:
+                return None
+            if n < self.mss and not self.nodelay and ((self.snd_una - self.snd_sml) & MASK) >= 0x80000000:
+                return None     # Nagle: a small segment is still unacknowledged
+            payload = self.sbuf.peek(offset, n)
+            end = (seq + n) & MASK
+            self.snd_nxt = self.snd_max = end
+            if n < self.mss:
+                self.snd_sml = end
+            if self.rtt_seq is None and not self.ts_ok:
+                self.rtt_seq = seq
+                self.rtt_time = now
+            if self.rto_at is None:
+                self.rto_at = now + self.rto
+        elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
+            seq = self.snd_max
+            payload = b""
+        else:
+            return None
+        if self.keepalive:
             self.keepalive_probes = 0       # what _keepalive() does for a live connection
             self.keepalive_at = None
-        wnd = self.recv_buffer - self.rq_bytes
-        raw = wnd >> self.rcv_wscale
+        raw = (self.recv_buffer - self.rq_bytes) >> self.rcv_wscale
         if raw > 65535:
             raw = 65535
         elif raw < 0:
@@ -1172,8 +1195,7 @@ class TCB:
         self.ack_now = False
         self.delack_at = None
         self.unacked_segments = 0
-        return (self.snd_max, self.rcv_nxt, raw,
-                (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None)
+        return (seq, self.rcv_nxt, raw, (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None, payload)
 
     def _ack_seg(self, seq: int, flags: int, now: float) -> TcpRepr:
         wnd = self._rcv_window()
