@@ -447,6 +447,8 @@ class NativeStack:
         s = self.iface.stats()
         for k, v in self.dev.stats().items():
             s["device_" + k] = v
+        for k, v in self.reactor._stats.items():      # how the shard's loop spent its turns
+            s["reactor_" + k] = v
         return s
 
     # ---- the socket API ----------------------------------------------------------------

@@ -268,14 +268,19 @@ class TCB:
         """Queue data; returns how many bytes were accepted (0 when full)."""
         if self.error is not None:
             raise self.error
-        if self.fin_queued or self.state not in CAN_SEND and self.state not in (State.SYN_SENT, State.SYN_RECEIVED):
+        st = self.state
+        if self.fin_queued or st is not State.ESTABLISHED and st not in CAN_SEND \
+                and st is not State.SYN_SENT and st is not State.SYN_RECEIVED:
             raise BrokenPipeError(32, "send on a closed connection")
-        n = min(len(data), self.send_space())
+        space = self.send_limit - self.sbuf.size
+        n = len(data)
+        if n >= space:
+            n = space if space > 0 else 0
+            self._was_writable = False
         if n:
             self.sbuf.append(memoryview(data)[:n] if n < len(data) else data)
-            self._changed()
-        if self.send_space() == 0:
-            self._was_writable = False
+            if self.owner is not None:
+                self.owner(self)
         return n
 
     def _changed(self) -> None:
@@ -413,7 +418,7 @@ class TCB:
                 self.rto_at = None
             else:
                 self.rto_at = now + self.rto
-            if not self._was_writable and self.send_space():
+            if not self._was_writable and self.send_limit > self.sbuf.size:
                 self._was_writable = True
                 self.events.append(Event.WRITABLE)
         if plen:
@@ -882,7 +887,7 @@ class TCB:
     def _rtt_sample(self, ack: int, tsecr: int, now: float) -> None:
         sample = None
         if self.ts_ok and tsecr:
-            sample = ((self._ts_now(now) - tsecr) & MASK) / 1000.0
+            sample = ((int(now * 1000) - tsecr) & MASK) / 1000.0
             if sample > 3600:
                 sample = None
             self.rtt_seq = None

@@ -4,6 +4,10 @@ import enum
 
 
 class State(enum.Enum):
+    # Members are singletons: hash them by identity, in C. Enum's own __hash__
+    # is Python code, and `state in CAN_SEND` runs on every send.
+    __hash__ = object.__hash__
+
     CLOSED = "CLOSED"
     LISTEN = "LISTEN"
     SYN_SENT = "SYN-SENT"
@@ -26,6 +30,8 @@ CAN_RECEIVE = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 
 
 class Event(enum.Enum):
+    __hash__ = object.__hash__
+
     CONNECTED = "connected"      # handshake complete
     READABLE = "readable"        # data (or the peer's FIN) can be read
     WRITABLE = "writable"        # send buffer space became available

@@ -3,12 +3,16 @@
 and trio servers on kernel sockets -- all in one network namespace created
 (and removed) by this script, all in the same run.
 
-    sudo .venv/bin/python scripts/bench/net.py [--seconds 3] [--bulk-mb 64]
+    sudo .venv/bin/python scripts/bench/net.py [--seconds 3] [--bulk-mb 256] [--runs 3]
 
-Prints absolute numbers, ratios against asyncio, and the server's CPU seconds
-per MB and per request (from /proc/<pid>/stat). Loads are bounded in count and
-time. The client shares the 2 cores with the server: read CPU-per-unit
-columns as the fairer comparison.
+Measures, per server: bulk kernel -> server and server -> kernel, one direction
+at a time (scripts/bench/bulk_server.py: discard and source ports), echo both
+ways at once, the 64-byte echo RTT, request/response rate over 64 connections,
+connect + request + close rate with 16 connections in progress (and one at a
+time), and the server's CPU seconds per MB received and per request (from
+/proc/<pid>/stat). Prints absolute numbers and ratios against asyncio. Loads
+are bounded in count and time. The client shares the 2 cores with the server:
+read the CPU-per-unit columns as the fairer comparison.
 """
 import argparse
 import json
@@ -28,6 +32,7 @@ from pyroute2 import netns  # noqa: E402
 from netstack.netlab import NetLab  # noqa: E402
 
 KERNEL, STACK, PORT = "192.0.2.1", "192.0.2.2", 1234
+DISCARD, SOURCE = 1235, 1236      # scripts/bench/bulk_server.py
 TICK = os.sysconf("SC_CLK_TCK")
 
 ASYNCIO = r'''
@@ -61,11 +66,11 @@ def cpu(pid):
     return (int(f[11]) + int(f[12])) / TICK
 
 
-def wait_port(host, p, timeout=15):
+def wait_port(host, p, timeout=15, port=PORT):
     deadline = time.monotonic() + timeout
     while True:
         try:
-            socket.create_connection((host, PORT), timeout=0.3).close()
+            socket.create_connection((host, port), timeout=0.3).close()
             return
         except OSError:
             if p.poll() is not None or time.monotonic() > deadline:
@@ -74,6 +79,7 @@ def wait_port(host, p, timeout=15):
 
 
 def bulk(host, mb):
+    """Echo both ways at once (the tutorial's echo server): MB/s each way."""
     data = os.urandom(1 << 20)
     s = socket.create_connection((host, PORT))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -95,6 +101,41 @@ def bulk(host, mb):
     s.close()
     assert got[0] == mb << 20, got[0]
     return mb / dt  # MB/s each way
+
+
+def bulk_in(host, mb):
+    """kernel -> server: mb MiB to the discard port, done when the server, having
+    read everything, closes its side. MB/s."""
+    data = os.urandom(1 << 20)
+    s = socket.create_connection((host, DISCARD))
+    s.settimeout(60)
+    t0 = time.perf_counter()
+    for _ in range(mb):
+        s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(65536):
+        pass
+    dt = time.perf_counter() - t0
+    s.close()
+    return mb / dt
+
+
+def bulk_out(host, mb):
+    """server -> kernel: mb MiB read from the source port. MB/s."""
+    s = socket.create_connection((host, SOURCE))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.settimeout(60)
+    buf = bytearray(1 << 20)
+    need = mb << 20
+    t0 = time.perf_counter()
+    while need > 0:
+        n = s.recv_into(buf)
+        if not n:
+            raise RuntimeError("the source closed early")
+        need -= n
+    dt = time.perf_counter() - t0
+    s.close()
+    return mb / dt
 
 
 def rtt(host, n=2000):
@@ -140,7 +181,45 @@ def rate(host, conns, seconds):
     return done / seconds
 
 
-def conn_rate(host, seconds):
+def conn_rate(host, seconds, lanes=16):
+    """connect + 16-byte request + its echo + close, with `lanes` connections in
+    progress at once (as `ab -c 16` would): completed connections per second."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    done = 0
+
+    def start():
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, PORT))
+        sel.register(s, selectors.EVENT_WRITE, [0])
+
+    for _ in range(lanes):
+        start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for key, ev in sel.select(0.5):
+            s = key.fileobj
+            if ev & selectors.EVENT_WRITE:
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    raise RuntimeError("connect failed")
+                s.send(b"q" * 16)
+                sel.modify(s, selectors.EVENT_READ, key.data)
+                continue
+            d = s.recv(64)
+            key.data[0] += len(d)
+            if key.data[0] >= 16 or not d:
+                sel.unregister(s)
+                s.close()
+                done += 1
+                start()
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    return done / seconds
+
+
+def conn_rate_sequential(host, seconds):
+    """One connection at a time: bound by round trips more than by the server."""
     n = 0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -154,21 +233,42 @@ def conn_rate(host, seconds):
     return n / seconds
 
 
-def run_one(lab, ns, name, argv, host, args):
+def run_one(lab, ns, name, argv, bulk_argv, host, args):
+    res = {}
+    # bulk, one direction at a time, against the discard / source servers
+    p = lab.popen(ns, bulk_argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    netns.pushns(ns)
+    try:
+        wait_port(host, p, port=DISCARD)
+        bulk_in(host, 8)                          # warm-up
+        ins, outs, cpu_in = [], [], []
+        for _ in range(args.runs):
+            c0 = cpu(p.pid)
+            ins.append(bulk_in(host, args.bulk_mb))
+            cpu_in.append((cpu(p.pid) - c0) / args.bulk_mb)
+            outs.append(bulk_out(host, args.bulk_mb))
+        res["bulk_in"], res["bulk_out"] = statistics.median(ins), statistics.median(outs)
+        res["cpu_per_mb"] = statistics.median(cpu_in)
+    finally:
+        netns.popns()
+        p.kill()
+        p.wait()
     p = lab.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     netns.pushns(ns)
     try:
         wait_port(host, p)
-        res = {}
-        c0 = cpu(p.pid)
-        res["bulk"] = bulk(host, args.bulk_mb)
-        res["cpu_per_mb"] = (cpu(p.pid) - c0) / (2 * args.bulk_mb)
+        res["echo"] = bulk(host, args.bulk_mb)
         res["rtt"] = rtt(host)
-        c0 = cpu(p.pid)
-        r = rate(host, 64, args.seconds)
-        res["rps"] = r
-        res["cpu_per_req"] = (cpu(p.pid) - c0) / max(1, r * args.seconds)
-        res["cps"] = conn_rate(host, args.seconds)
+        rps, cpr, cps = [], [], []
+        for _ in range(args.runs):
+            c0 = cpu(p.pid)
+            r = rate(host, 64, args.seconds)
+            rps.append(r)
+            cpr.append((cpu(p.pid) - c0) / max(1, r * args.seconds))
+            cps.append(conn_rate(host, args.seconds))
+        res["rps"], res["cpu_per_req"] = statistics.median(rps), statistics.median(cpr)
+        res["cps"] = statistics.median(cps)
+        res["cps_seq"] = conn_rate_sequential(host, args.seconds)
     finally:
         netns.popns()
         p.kill()
@@ -179,45 +279,56 @@ def run_one(lab, ns, name, argv, host, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--bulk-mb", type=int, default=64)
+    ap.add_argument("--bulk-mb", type=int, default=256)
+    ap.add_argument("--runs", type=int, default=3, help="medians of this many runs")
+    ap.add_argument("--only", help="comma-separated server names to measure (default: all)")
     ap.add_argument("--shards", action="store_true",
                     help="instead: -c1 vs -c2 of sharded_echo_server.py, native and posix (issue 5)")
     args = ap.parse_args()
     if args.shards:
         return shards_main(args)
     ex = os.path.join(ROOT, "examples", "tutorial", "echo_server.py")
+    bs = os.path.join(ROOT, "scripts", "bench", "bulk_server.py")
     py = sys.executable
+    native = ["-c1", "--network-stack", "native", "--tap-device", "tap0", "--host-ipv4-addr", STACK]
     rows = []
     with NetLab("bench") as lab:
         ns = lab.ns("bench")
         lab.tap(ns, "tap0", f"{KERNEL}/24")
         cases = [
-            ("native (TAP)", [py, ex, "-c1", "--network-stack", "native", "--tap-device", "tap0",
-                              "--host-ipv4-addr", STACK], STACK),
-            ("posix", [py, ex, "-c1", "--network-stack", "posix"], KERNEL),
-            ("asyncio", [py, "-c", ASYNCIO], KERNEL),
-            ("uvloop", [py, "-c", ASYNCIO, "uvloop"], KERNEL),
-            ("trio", [py, "-c", TRIO], KERNEL),
+            ("native (TAP)", [py, ex, *native], [py, bs, *native], STACK),
+            ("posix", [py, ex, "-c1", "--network-stack", "posix"], [py, bs, "-c1", "--network-stack", "posix"],
+             KERNEL),
+            ("asyncio", [py, "-c", ASYNCIO], [py, bs, "--framework", "asyncio"], KERNEL),
+            ("uvloop", [py, "-c", ASYNCIO, "uvloop"], [py, bs, "--framework", "uvloop"], KERNEL),
+            ("trio", [py, "-c", TRIO], [py, bs, "--framework", "trio"], KERNEL),
         ]
-        for name, argv, host in cases:
+        if args.only:
+            keep = {x.strip() for x in args.only.split(",")}
+            cases = [c for c in cases if c[0].split()[0] in keep]
+        for name, argv, bulk_argv, host in cases:
             try:
-                rows.append((name, run_one(lab, ns, name, argv, host, args)))
+                rows.append((name, run_one(lab, ns, name, argv, bulk_argv, host, args)))
             except Exception as e:  # noqa: BLE001
                 rows.append((name, {"error": str(e)[:60]}))
             print(f"  measured {name}", flush=True)
     base = dict(rows).get("asyncio", {})
-    print(f"\n{'server':14} {'bulk MB/s':>10} {'64B RTT us':>11} {'req/s (64c)':>12} {'conn/s':>8} "
-          f"{'CPU-s/MB':>9} {'CPU-s/req':>10}   ratios vs asyncio (bulk, rtt, req/s, conn/s)")
+    print(f"\nmedians of {args.runs} runs; bulk {args.bulk_mb} MiB per run, one direction at a time")
+    print(f"{'server':13} {'in MB/s':>8} {'out MB/s':>9} {'echo MB/s':>9} {'RTT us':>7} {'req/s':>7} "
+          f"{'conn/s':>7} {'seq c/s':>7} {'CPU-s/MB in':>11} {'CPU us/req':>10}   "
+          f"vs asyncio (in, out, rtt, req/s, conn/s)")
     for name, r in rows:
         if "error" in r:
-            print(f"{name:14} error: {r['error']}")
+            print(f"{name:13} error: {r['error']}")
             continue
         ratio = ""
-        if base and "bulk" in base:
-            ratio = (f"x{r['bulk'] / base['bulk']:.2f}, x{base['rtt'] / r['rtt']:.2f}, "
-                     f"x{r['rps'] / base['rps']:.2f}, x{r['cps'] / base['cps']:.2f}")
-        print(f"{name:14} {r['bulk']:10.1f} {r['rtt']:11.0f} {r['rps']:12.0f} {r['cps']:8.0f} "
-              f"{r['cpu_per_mb']:9.4f} {r['cpu_per_req'] * 1e6:8.1f}us   {ratio}")
+        if base and "rps" in base:
+            ratio = (f"x{r['bulk_in'] / base['bulk_in']:.2f}, x{r['bulk_out'] / base['bulk_out']:.2f}, "
+                     f"x{base['rtt'] / r['rtt']:.2f}, x{r['rps'] / base['rps']:.2f}, x{r['cps'] / base['cps']:.2f}")
+        print(f"{name:13} {r['bulk_in']:8.0f} {r['bulk_out']:9.0f} {r['echo']:9.0f} {r['rtt']:7.0f} "
+              f"{r['rps']:7.0f} {r['cps']:7.0f} {r['cps_seq']:7.0f} {r['cpu_per_mb']:11.5f} "
+              f"{r['cpu_per_req'] * 1e6:10.1f}   {ratio}")
+
 
 
 def shards_main(args):
