@@ -109,6 +109,9 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--csum-offload", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--tso", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--lro", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--tap-bridge", action="store_true",
+                   help="native, one shard: a bridge process does the TAP's I/O and talks to the stack "
+                        "through a shared-memory virtio ring (no system call per packet on the shard)")
     g.add_argument("--stack-seed", type=int, default=None,
                    help="seed for the stack's randomness (ISNs, IP ids, ports): reproducible runs")
     g.add_argument("--print-net-stats", action="store_true",

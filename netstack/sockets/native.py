@@ -279,7 +279,17 @@ def create_native_stack(reactor) -> "NativeStack":
         raise RuntimeError("native stack on several shards: app_template did not prepare the shard links")
     # As in Seastar: DHCP unless the address is given (which turns DHCP off).
     use_dhcp = not cfg.get("host_ipv4_addr")
-    if nshards == 1:
+    if cfg.get("tap_bridge") and (nshards > 1 or cfg.get("dev")):
+        raise RuntimeError("--tap-bridge works with one shard on a TAP device")
+    if nshards == 1 and cfg.get("tap_bridge"):
+        from drivers.bridge import TapBridge
+        mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None
+        cpus = sorted(os.sched_getaffinity(0))
+        others = [c for c in range(os.cpu_count() or 1) if c not in cpus]
+        dev = TapBridge(cfg.get("tap_device") or "tap0", mac, csum_offload=cfg.get("csum_offload", True),
+                        tso=cfg.get("tso", True), lro=cfg.get("lro", True), cpu=others[0] if others else None)
+        steering = None
+    elif nshards == 1:
         mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None
         try:
             dev = _open_wire(cfg, mac, False)
