@@ -392,6 +392,13 @@ class Interface:
             else:
                 tcb.icmp_unreachable(msg.code)
             self._touch(tcb)
+        elif ip.protocol == IP_PROTO_UDP:
+            ep = self.udp.get(sport)
+            if ep is None:
+                self.drop("icmp_error_no_endpoint")
+                return
+            ep.icmp_error(ip.dst, dport, msg.code)
+            self.events.append((ep, Event.ERROR))
 
     def _receive_udp(self, ip: Ipv4Repr, data, now: float, csum_ok: bool) -> None:
         udp, payload = UdpRepr.parse(data, ip.src, ip.dst, not csum_ok)

@@ -419,3 +419,23 @@ def test_fast_path_respects_nagle_and_the_windows():
     out = lp.b.frames_to_send(lp.now)
     assert all(len(bytes(Ether(f)[TCP].payload)) == 0 for f in out)   # nothing sent into a zero window
     assert s.snd_nxt == nxt and s.sbuf.size == 30
+
+
+def test_icmp_port_unreachable_is_delivered_to_the_udp_endpoint():
+    from netstack.tcp import Event
+    i = make()
+    learn_peer(i)
+    ep = i.udp_bind(5000)
+    ep.send(ip_to_bytes(PEER), 9, b"anyone?", 0.0)
+    (sent,) = i.frames_to_send(0.0)
+    quoted = raw(Ether(sent)[IP])[:28]                   # IP header + 8 bytes, as routers quote it
+    i.pop_events()
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / ICMP(type=3, code=3) / quoted)), 0.1)
+    assert (ep, Event.ERROR) in i.pop_events()
+    ((rip, rport, e),) = ep.take_errors()
+    assert (rip, rport) == (ip_to_bytes(PEER), 9) and isinstance(e, ConnectionRefusedError) and e.errno == 111
+    assert ep.take_errors() == []
+    # an error about a port we no longer use is a counted drop, never a crash
+    ep.close()
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / ICMP(type=3, code=1) / quoted)), 0.2)
+    assert i.stats()["drop_icmp_error_no_endpoint"] == 1

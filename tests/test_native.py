@@ -574,3 +574,13 @@ def test_tap_bridge_is_refused_with_shards(lab):
     p = lab.start("tutorial/echo_server.py", "--tap-bridge", "-c2")
     out, err = p.communicate(timeout=30)
     assert p.returncode != 0 and "--tap-bridge works with one shard" in err
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "posix"])
+def test_udp_port_unreachable_reaches_the_channel(lab, native):
+    """A datagram to a kernel port nobody listens on brings back ICMP port
+    unreachable; the channel reports it (errors()) on both stacks."""
+    p = lab.start("client.py", "--udp", "--udp-expect-error", "--to", f"{KERNEL}:7799", "--send", "anyone?",
+                  native=native)
+    out, err = p.communicate(timeout=20)
+    assert out.strip() == f"udp error from {KERNEL}:7799: ConnectionRefusedError errno 111", out + err

@@ -462,6 +462,13 @@ class udp_channel:  # noqa: N801
         """A future of the next datagram."""
         return self._impl.receive()
 
+    def errors(self) -> list:
+        """[(socket_address, OSError)]: the ICMP errors (port unreachable ->
+        ConnectionRefusedError, ...) that datagrams sent from this channel brought
+        back since the last call, oldest first (at most 64 are kept). receive()
+        never fails for them: like an unconnected Linux socket with IP_RECVERR."""
+        return self._impl.errors()
+
     def shutdown_input(self) -> None:
         self._impl.shutdown_input()
 

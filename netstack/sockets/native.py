@@ -783,6 +783,9 @@ class _NativeUdp(_Waits):
             return _failed(e)
         return make_ready_future()
 
+    def errors(self) -> list:
+        return [(socket_address(ip_to_str(ip), port), e) for ip, port, e in self.ep.take_errors()]
+
     def receive(self) -> Future:
         if self.ep.closed:
             return _failed(OSError(errno.EBADF, "udp channel closed"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from collections import deque
 
 from reactor import shards
@@ -330,11 +331,20 @@ class _PosixSink:
         return self.flush().then(self.conn.shutdown_output)
 
 
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_ICMP_ERRNOS = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE, errno.ENOPROTOOPT)
+
+
 class _PosixUdp:
     def __init__(self, reactor, s: socket.socket) -> None:
         self.sock = s
         self.pfd = reactor.register_fd(s.fileno())
         self.closed = False
+        self._errors: deque = deque(maxlen=64)
+        try:
+            s.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)   # ICMP errors for errors()
+        except OSError:
+            pass
 
     def local_address(self) -> socket_address:
         return _addr(self.sock.getsockname())
@@ -352,14 +362,40 @@ class _PosixUdp:
     def receive(self) -> Future:
         if self.closed:
             return _failed(OSError(errno.EBADF, "udp channel closed"))
-        try:
-            data, src = self.sock.recvfrom(65536)
-        except BlockingIOError:
-            self.pfd.clear_readable()
-            return self.pfd.readable().then(self.receive)
-        except OSError as e:
-            return _failed(OSError(e.errno, e.strerror))
+        while True:
+            try:
+                data, src = self.sock.recvfrom(65536)
+                break
+            except BlockingIOError:
+                self.pfd.clear_readable()
+                return self.pfd.readable().then(self.receive)
+            except OSError as e:
+                if e.errno not in _ICMP_ERRNOS:
+                    return _failed(OSError(e.errno, e.strerror))
+                self._drain_errors()      # an ICMP error: recorded for errors(), keep receiving
         return make_ready_future(datagram(_addr(src), self.local_address(), temporary_buffer(data)))
+
+    def _drain_errors(self) -> None:
+        """Move the socket's error queue (IP_RECVERR) into self._errors."""
+        while True:
+            try:
+                _data, anc, _flags, addr = self.sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            for level, kind, blob in anc:
+                if level == socket.IPPROTO_IP and kind == _IP_RECVERR and len(blob) >= 4:
+                    no = int.from_bytes(blob[:4], sys.byteorder)
+                    exc = ConnectionRefusedError(no, os.strerror(no)) if no == errno.ECONNREFUSED \
+                        else OSError(no, os.strerror(no))
+                    self._errors.append((_addr(addr), exc))
+
+    def errors(self) -> list:
+        self._drain_errors()
+        out = list(self._errors)
+        self._errors.clear()
+        return out
 
     def shutdown_input(self) -> None:
         self.close()

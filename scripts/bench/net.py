@@ -17,6 +17,7 @@ read the CPU-per-unit columns as the fairer comparison.
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -81,7 +82,7 @@ def wait_port(host, p, timeout=15, port=PORT):
 def bulk(host, mb):
     """Echo both ways at once (the tutorial's echo server): MB/s each way."""
     data = os.urandom(1 << 20)
-    s = socket.create_connection((host, PORT))
+    s = socket.create_connection((host, PORT), timeout=60)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     got = [0]
 
@@ -139,7 +140,7 @@ def bulk_out(host, mb):
 
 
 def rtt(host, n=2000):
-    s = socket.create_connection((host, PORT))
+    s = socket.create_connection((host, PORT), timeout=10)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     msg = b"x" * 64
     times = []
@@ -198,7 +199,7 @@ def conn_rate(host, seconds, lanes=16):
         start()
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        for key, ev in sel.select(0.5):
+        for key, ev in sel.select(0.5):     # bounded: the loop ends at `end` whatever the server does
             s = key.fileobj
             if ev & selectors.EVENT_WRITE:
                 if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
@@ -223,11 +224,14 @@ def conn_rate_sequential(host, seconds):
     n = 0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        s = socket.create_connection((host, PORT))
+        s = socket.create_connection((host, PORT), timeout=5)
         s.sendall(b"q" * 16)
         got = 0
         while got < 16:
-            got += len(s.recv(16))
+            d = s.recv(16)
+            if not d:
+                raise RuntimeError("the server closed without answering")
+            got += len(d)
         s.close()
         n += 1
     return n / seconds
@@ -285,6 +289,7 @@ def main():
     ap.add_argument("--shards", action="store_true",
                     help="instead: -c1 vs -c2 of sharded_echo_server.py, native and posix (issue 5)")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_a: sys.exit(1))    # so that NetLab removes the namespace
     if args.shards:
         return shards_main(args)
     ex = os.path.join(ROOT, "examples", "tutorial", "echo_server.py")
