@@ -584,3 +584,38 @@ def test_udp_port_unreachable_reaches_the_channel(lab, native):
                   native=native)
     out, err = p.communicate(timeout=20)
     assert out.strip() == f"udp error from {KERNEL}:7799: ConnectionRefusedError errno 111", out + err
+
+
+def test_peer_reset_with_writes_queued_fails_only_that_connection(lab):
+    """A server writing faster than its peer reads has data queued beyond the send
+    buffer when the peer resets. Regression: the reset used to raise out of the
+    stack's event dispatch and stop the whole application. Now that connection's
+    write fails with ConnectionResetError and the server goes on."""
+    import struct
+    app = os.path.join(ROOT, "tests", "apps", "source_app.py")
+    p = lab.lab.popen(lab.ns, [sys.executable, app, "-c1", "--network-stack", "native", *lab.dev_args,
+                               "--host-ipv4-addr", STACK, "--print-net-stats"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lab.procs.append(p)
+    with lab.inside():
+        for attempt in range(3):
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    s = socket.create_connection((STACK, 1236), timeout=5)
+                    break
+                except OSError:
+                    assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
+                    time.sleep(0.05)
+            got = 0
+            while got < 1 << 20:
+                got += len(s.recv(65536))
+            if attempt < 2:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close = RST
+            s.close()
+            time.sleep(0.2)
+            assert p.poll() is None, p.stderr.read()      # still serving
+    out, err = lab.stop(p)
+    assert out.count("source ended: ConnectionResetError") >= 2, out + err
+    stats = _net_stats(err)[0]
+    assert stats.get("internal_errors", 0) == 0 and "uncaught" not in err

@@ -423,7 +423,11 @@ class NativeStack:
             if r is not None:
                 h = r()
                 if h is not None:
-                    h.on_event(ev)
+                    try:
+                        h.on_event(ev)
+                    except Exception:  # noqa: BLE001 - one connection's bug must not stop the others
+                        log.exception("native stack: event handler failed")
+                        self.iface.counters["internal_errors"] += 1
             elif obj is self.iface.dhcp:
                 self._on_dhcp(ev)
 
@@ -716,6 +720,12 @@ class _NativeConn(_Waits):
 
     def _pump(self) -> None:
         tcb = self.tcb
+        if tcb.error is not None:
+            # reset / timed out with writes still queued: they fail, nothing is sent
+            self.pending.clear()
+            self.pending_bytes = 0
+            self._wake("space", tcb.error)
+            return
         while self.pending:
             d = self.pending[0]
             n = tcb.send(d)

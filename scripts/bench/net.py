@@ -295,11 +295,17 @@ def main():
     ex = os.path.join(ROOT, "examples", "tutorial", "echo_server.py")
     bs = os.path.join(ROOT, "scripts", "bench", "bulk_server.py")
     py = sys.executable
-    native = ["-c1", "--network-stack", "native", "--tap-device", "tap0", "--host-ipv4-addr", STACK]
+    # one MAC for every native server process, so the kernel's ARP entry stays right
+    native = ["-c1", "--network-stack", "native", "--tap-device", "tap0", "--host-ipv4-addr", STACK,
+              "--hw-address", "02:00:00:00:00:02"]
     rows = []
     with NetLab("bench") as lab:
         ns = lab.ns("bench")
         lab.tap(ns, "tap0", f"{KERNEL}/24")
+        # Tens of thousands of short connections per server: let the client reuse
+        # its TIME-WAIT ports (timestamps are on) so later servers still get ports.
+        lab.sysctl(ns, "net/ipv4/tcp_tw_reuse", "1")
+        lab.sysctl(ns, "net/ipv4/ip_local_port_range", "10000 65000")
         cases = [
             ("native (TAP)", [py, ex, *native], [py, bs, *native], STACK),
             ("posix", [py, ex, "-c1", "--network-stack", "posix"], [py, bs, "-c1", "--network-stack", "posix"],
@@ -315,6 +321,8 @@ def main():
             try:
                 rows.append((name, run_one(lab, ns, name, argv, bulk_argv, host, args)))
             except Exception as e:  # noqa: BLE001
+                import traceback
+                traceback.print_exc()
                 rows.append((name, {"error": str(e)[:60]}))
             print(f"  measured {name}", flush=True)
     base = dict(rows).get("asyncio", {})
@@ -351,10 +359,11 @@ def shards_main(args):
                 argv = [py, ex, f"-c{c}", "--network-stack", stack.split("-")[0], "--print-net-stats"]
                 host = KERNEL
                 if stack == "native":
-                    argv += ["--tap-device", "tap0", "--host-ipv4-addr", STACK]
+                    argv += ["--tap-device", "tap0", "--host-ipv4-addr", STACK, "--hw-address", "02:00:00:00:00:02"]
                     host = STACK
                 elif stack == "native-mq":
-                    argv += ["--tap-device", "tapm", "--host-ipv4-addr", "198.51.100.2"]
+                    argv += ["--tap-device", "tapm", "--host-ipv4-addr", "198.51.100.2",
+                             "--hw-address", "02:00:00:00:00:03"]
                     host = "198.51.100.2"
                 p = lab.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 netns.pushns(ns)
