@@ -22,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -75,7 +76,10 @@ def wait_port(host, p, timeout=15, port=PORT):
             return
         except OSError:
             if p.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {p.stderr.read()[-500:]}")
+                err = getattr(p, "errfile", None) or p.stderr
+                if err is not None:
+                    err.seek(0) if hasattr(err, "seek") else None
+                raise RuntimeError("server did not start" + (f": {err.read()[-500:]}" if err else ""))
             time.sleep(0.05)
 
 
@@ -237,10 +241,19 @@ def conn_rate_sequential(host, seconds):
     return n / seconds
 
 
+def _server(lab, ns, argv):
+    errf = tempfile.TemporaryFile("w+")
+    p = lab.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=errf, text=True)
+    p.errfile = errf
+    return p
+
+
 def run_one(lab, ns, name, argv, bulk_argv, host, args):
     res = {}
     # bulk, one direction at a time, against the discard / source servers
-    p = lab.popen(ns, bulk_argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a server's stderr goes to a file: a pipe nobody drains would stall a server
+    # that logs (asyncio logs every connection reset)
+    p = _server(lab, ns, bulk_argv)
     netns.pushns(ns)
     try:
         wait_port(host, p, port=DISCARD)
@@ -257,7 +270,7 @@ def run_one(lab, ns, name, argv, bulk_argv, host, args):
         netns.popns()
         p.kill()
         p.wait()
-    p = lab.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = _server(lab, ns, argv)
     netns.pushns(ns)
     try:
         wait_port(host, p)
