@@ -92,6 +92,15 @@ class PollableFd:
         f = self._wwait = Future()
         return f
 
+    def on_readable(self, cb) -> None:
+        """Call cb(None) once, from the reactor's fd polling, when the fd becomes
+        readable (cb(exc) if it is closed first). For I/O objects that read and
+        resolve their own future in one step, saving readable()'s future and the
+        continuation hop; cb must not run user code (resolve futures instead)."""
+        if self._rwait is not None:
+            raise RuntimeError("already waiting for readability on this fd")
+        self._rwait = cb
+
     def clear_readable(self) -> None:
         if not self._hup:
             self._rready = False
@@ -107,7 +116,10 @@ class PollableFd:
             w = self._rwait
             if w is not None:
                 self._rwait = None
-                w._set_value(None)
+                if w.__class__ is Future:
+                    w._set_value(None)
+                else:
+                    w(None)          # an on_readable() callback
         if ev & (_EPOLLOUT | _EPOLLERRS):
             self._wready = True
             w = self._wwait
@@ -121,7 +133,10 @@ class PollableFd:
             w = getattr(self, name)
             if w is not None:
                 setattr(self, name, None)
-                w._set_exception(exc)
+                if isinstance(w, Future):
+                    w._set_exception(exc)
+                else:
+                    w(exc)
 
     def close(self) -> None:
         """Unregister (the fd itself is closed by its owner)."""

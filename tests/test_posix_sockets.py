@@ -167,3 +167,34 @@ def test_data_and_fin_arriving_together_reach_eof(reactor):
         assert got == [b"abc", b""]
         c.close()
     srv.close()
+
+
+def test_input_stream_eof_after_a_read_that_had_to_wait(reactor):
+    """eof() turns true once a read returns the end, also when that read waited
+    for the peer (the source resolves the waiting read with the data itself)."""
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)), listen_options(reuse_address=True))
+    port = srv.local_address().port
+    seen = []
+
+    def server_side():
+        def got(ar):
+            inp = ar.connection.input()
+
+            def first(b):
+                seen.append((bytes(b), inp.eof()))
+                return inp.read().then(second)        # waits: the peer closes later
+
+            def second(b):
+                seen.append((bytes(b), inp.eof()))
+                return inp.read().then(lambda b: seen.append((bytes(b), inp.eof())))
+            return inp.read().then(first)
+        return srv.accept().then(got)
+
+    def client_side():
+        def conn(s):
+            out = s.output()
+            return out.write(b"hi").then(out.flush).then(lambda: sleep(0.05)).then(out.close)
+        return connect(make_ipv4_address(("127.0.0.1", port))).then(conn)
+    reactor.run(lambda: when_all_succeed(server_side(), client_side()))
+    assert seen == [(b"hi", False), (b"", True), (b"", True)]
+    srv.close()

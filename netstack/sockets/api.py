@@ -192,6 +192,10 @@ class input_stream:  # noqa: N801
         self._source = source
         self._buf: temporary_buffer | None = None
         self._eof = False
+        # Our stacks' sources remember that they delivered EOF (`eof_delivered`),
+        # so read() can hand out their future as is instead of adding a hop that
+        # only watches for the empty buffer.
+        self._source_marks_eof = hasattr(source, "eof_delivered")
 
     def read(self) -> Future:
         b = self._buf
@@ -204,6 +208,8 @@ class input_stream:  # noqa: N801
         if f._state == 1:           # ready: no continuation needed
             if not f._result:
                 self._eof = True
+            return f
+        if self._source_marks_eof:
             return f
         return f.then(self._got)
 
@@ -261,6 +267,9 @@ class input_stream:  # noqa: N801
         return self.read().then(more)
 
     def eof(self) -> bool:
+        """True once a read has returned the end of the stream."""
+        if not self._eof and self._source_marks_eof and self._source.eof_delivered and self._buf is None:
+            self._eof = True
         return self._eof
 
     def close(self) -> Future:

@@ -584,6 +584,7 @@ class _NativeConn(_Waits):
         self.input_shut = False
         self.output_closed = False
         self.reader: Future | None = None    # the pending get(), resolved with the data itself
+        self.eof_delivered = False           # see input_stream
         stack.adopt(tcb, self)
 
     # events from the TCB
@@ -666,13 +667,15 @@ class _NativeConn(_Waits):
         """What a read gets now: a temporary_buffer (empty at EOF), the connection's
         exception, or None when it must wait."""
         tcb = self.tcb
-        if self.input_shut:
-            return temporary_buffer()
-        if tcb.rq_bytes:
+        if tcb.rq_bytes and not self.input_shut:
             return temporary_buffer(tcb.recv())
+        if self.input_shut:
+            self.eof_delivered = True
+            return temporary_buffer()
         if tcb.error is not None:
             return tcb.error
         if tcb.at_eof() or tcb.state is State.CLOSED or tcb.state is State.TIME_WAIT:
+            self.eof_delivered = True
             return temporary_buffer()
         return None
 
@@ -749,6 +752,10 @@ class _NativeSource:
 
     def __init__(self, conn: _NativeConn) -> None:
         self.conn = conn
+
+    @property
+    def eof_delivered(self) -> bool:
+        return self.conn.eof_delivered
 
     def get(self) -> Future:
         return self.conn.get()

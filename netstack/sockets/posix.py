@@ -217,31 +217,68 @@ class _PosixConn:
 
 
 class _PosixSource:
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "_reader", "eof_delivered")
 
     def __init__(self, conn: _PosixConn) -> None:
         self.conn = conn
+        self._reader: Future | None = None
+        self.eof_delivered = False      # see input_stream
 
     def get(self) -> Future:
         c = self.conn
         if c.closed:
+            self.eof_delivered = True
             return make_ready_future(temporary_buffer())
         pfd = c.pfd
-        if not pfd._rready:
-            return pfd.readable().then(self.get)
+        if pfd._rready:
+            try:
+                data = c.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                pfd.clear_readable()
+            except OSError as e:
+                return _failed(OSError(e.errno, e.strerror))
+            else:
+                if 0 < len(data) < RECV_SIZE:
+                    # A short read drained the socket: wait for the next epoll edge
+                    # instead of paying for a recv that would fail with EAGAIN (edges
+                    # that come after this read are still delivered by the next
+                    # epoll_wait).
+                    pfd.clear_readable()
+                elif not data:
+                    self.eof_delivered = True
+                return make_ready_future(temporary_buffer(data))
+        # Wait: the reactor calls _readable when the edge comes, which reads and
+        # resolves this future with the data (no second trip through get()).
+        f = self._reader = Future()
+        pfd.on_readable(self._readable)
+        return f
+
+    def _readable(self, exc) -> None:
+        f = self._reader
+        self._reader = None
+        c = self.conn
+        if exc is not None:
+            f._set_exception(exc)
+            return
+        if c.closed:
+            self.eof_delivered = True
+            f._set_value(temporary_buffer())
+            return
         try:
             data = c.sock.recv(RECV_SIZE)
         except BlockingIOError:
-            pfd.clear_readable()
-            return pfd.readable().then(self.get)
+            c.pfd.clear_readable()
+            self._reader = f
+            c.pfd.on_readable(self._readable)
+            return
         except OSError as e:
-            return _failed(OSError(e.errno, e.strerror))
+            f._set_exception(OSError(e.errno, e.strerror))
+            return
         if 0 < len(data) < RECV_SIZE:
-            # A short read drained the socket: wait for the next epoll edge instead
-            # of paying for a recv that would fail with EAGAIN (edges that come
-            # after this read are still delivered by the next epoll_wait).
-            pfd.clear_readable()
-        return make_ready_future(temporary_buffer(data))
+            c.pfd.clear_readable()
+        elif not data:
+            self.eof_delivered = True
+        f._set_value(temporary_buffer(data))
 
     def close(self) -> None:
         self.conn.shutdown_input()
