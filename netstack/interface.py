@@ -879,8 +879,9 @@ class Interface:
         while heap and heap[0][2].sched_at != heap[0][0]:
             heapq.heappop(heap)
         t = heap[0][0] if heap else None
-        for x in (self.neighbours.poll_at(), self.reassembler.poll_at(),
-                  self.dhcp.poll_at() if self.dhcp is not None else None):
-            if x is not None and (t is None or x < t):
-                t = x
+        if self.neighbours.pending or self.reassembler.pending or self.dhcp is not None:
+            for x in (self.neighbours.poll_at(), self.reassembler.poll_at(),
+                      self.dhcp.poll_at() if self.dhcp is not None else None):
+                if x is not None and (t is None or x < t):
+                    t = x
         return t
