@@ -11,6 +11,7 @@ each shard can listen on the same port and the kernel spreads connections.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import socket
 import sys
@@ -315,16 +316,29 @@ class _PosixSink:
         q = self.queue
         sock = self.conn.sock
         self.writing = True
+        pfd = self.conn.pfd
         while q:
-            try:
-                n = sock.sendmsg(list(q)[:64]) if len(q) > 1 else sock.send(q[0])
-            except BlockingIOError:
-                self.conn.pfd.clear_writable()
-                self.conn.pfd.writable().then_wrapped(self._drain)
+            if not pfd._wready:
+                pfd.writable().then_wrapped(self._drain)
                 return
+            try:
+                if len(q) > 1:
+                    want = sum(len(b) for b in itertools.islice(q, 64))
+                    n = sock.sendmsg(list(itertools.islice(q, 64)))
+                else:
+                    want = len(q[0])
+                    n = sock.send(q[0])
+            except BlockingIOError:
+                pfd.clear_writable()
+                continue
             except OSError as e:
                 self._fail(OSError(e.errno, e.strerror))
                 return
+            if n < want:
+                # A short write filled the socket buffer: wait for the epoll edge
+                # that says there is room again instead of paying for a send that
+                # would fail with EAGAIN.
+                pfd.clear_writable()
             self.queued -= n
             while n:
                 first = q[0]
