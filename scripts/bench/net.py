@@ -378,23 +378,30 @@ def shards_main(args):
                     argv += ["--tap-device", "tapm", "--host-ipv4-addr", "198.51.100.2",
                              "--hw-address", "02:00:00:00:00:03"]
                     host = "198.51.100.2"
-                p = lab.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                errf = tempfile.TemporaryFile("w+")
+                p = lab.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=errf, text=True)
+                p.errfile = errf
                 netns.pushns(ns)
                 try:
                     wait_port(host, p)
                     pids = [p.pid] + [int(x) for x in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
-                    c0 = sum(cpu(x) for x in pids)
-                    r = rate(host, 64, args.seconds)
-                    used = sum(cpu(x) for x in pids) - c0
-                    rows.append((stack, c, r, used / max(1, r * args.seconds)))
+                    rs, cprs = [], []
+                    for _ in range(args.runs):
+                        c0 = sum(cpu(x) for x in pids)
+                        r = rate(host, 64, args.seconds)
+                        rs.append(r)
+                        cprs.append((sum(cpu(x) for x in pids) - c0) / max(1, r * args.seconds))
+                    rows.append((stack, c, statistics.median(rs), statistics.median(cprs)))
                 finally:
                     netns.popns()
                     p.send_signal(2)
                     try:
-                        _o, err = p.communicate(timeout=10)
+                        p.wait(timeout=10)
                     except subprocess.TimeoutExpired:
                         p.kill()
-                        _o, err = p.communicate()
+                        p.wait()
+                    errf.seek(0)
+                    err = errf.read()
                 stats = [json.loads(line[len("net-stats "):]) for line in err.splitlines()
                          if line.startswith("net-stats ") and "device_forwarded" in line]
                 if stats:
@@ -402,7 +409,8 @@ def shards_main(args):
                     total = sum(st.get("device_kept", 0) + st.get("device_forwarded", 0) for st in stats)
                     rows[-1] += (fwd / max(1, total),)
                 print(f"  measured {stack} -c{c}", flush=True)
-    print(f"\n{'stack':10} {'shards':>6} {'req/s (64c)':>12} {'server CPU us/req':>18} {'frames forwarded':>17}")
+    print(f"\nmedians of {args.runs} runs of {args.seconds:g} s")
+    print(f"{'stack':10} {'shards':>6} {'req/s (64c)':>12} {'server CPU us/req':>18} {'frames forwarded':>17}")
     for row in rows:
         stack, c, r, cpr = row[:4]
         fwd = f"{row[4] * 100:.0f}%" if len(row) > 4 else "-"
