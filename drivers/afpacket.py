@@ -12,6 +12,8 @@ from __future__ import annotations
 import errno
 import socket
 
+from netstack.buffers import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
+
 from .base import Device
 from .tap import DATA_VALID, NEEDS_CSUM, VNET_HDR_LEN, _ZERO_HDR, vnet_header
 
@@ -73,7 +75,7 @@ class AfPacketDevice(Device):
         for f in frames:
             try:
                 if hasattr(f, "data"):
-                    parts = [f.data, f.payload] if f.payload else [f.data]
+                    parts = [f.data, *buffers(f.payload)] if f.payload else [f.data]
                     self.sock.sendmsg(([vnet_header(f)] if self.vnet else []) + parts)
                 elif self.vnet:
                     self.sock.sendmsg([_ZERO_HDR, f])

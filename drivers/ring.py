@@ -30,6 +30,8 @@ import mmap
 import os
 import struct
 
+from netstack.buffers import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
+
 from .base import Device
 from .tap import DATA_VALID, NEEDS_CSUM, VNET_HDR_LEN, _ZERO_HDR, vnet_header
 
@@ -169,7 +171,7 @@ class RingDevice(Device):
         items = []
         for f in frames:
             if hasattr(f, "data"):
-                items.append((vnet_header(f), f.data, f.payload))
+                items.append((vnet_header(f), f.data, bytes(f.payload) if f.payload.__class__ is Gather else f.payload))
             else:
                 items.append((_ZERO_HDR, f, b""))
         return self.send_with_headers(items)

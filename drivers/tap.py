@@ -17,6 +17,8 @@ import fcntl
 import os
 import struct
 
+from netstack.buffers import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
+
 from .base import Device
 
 TUNSETIFF = 0x400454CA
@@ -120,7 +122,7 @@ class TapDevice(Device):
                     hdr = vnet_header(f) if self.vnet else b""
                     if self.vnet and hdr[1]:
                         c["tx_gso"] += 1
-                    os.writev(fd, (hdr, f.data, f.payload))   # the payload is never copied
+                    os.writev(fd, (hdr, f.data, *buffers(f.payload)))   # the payload is never copied
                     c["tx_bytes"] += len(f.data) + len(f.payload)
                 else:
                     os.writev(fd, (_ZERO_HDR, f)) if self.vnet else os.write(fd, f)

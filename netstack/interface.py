@@ -26,6 +26,7 @@ from collections import defaultdict
 from typing import NamedTuple
 
 from .arp import NeighbourCache
+from .buffers import Gather
 from .config import InterfaceConfig
 from .ipv4 import Reassembler, fragment
 from .tcp import TCB, Event, IsnGenerator, Listener, State, SynCookies
@@ -35,7 +36,7 @@ from .wire import (ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTY
                    Ipv4Repr, MalformedPacket, TcpRepr, UdpRepr)
 from .wire import icmp as icmpw
 from .wire.checksum import internet_checksum, ones_sum, pseudo_header_sum
-from .wire.tcp import ACK, PSH, RST, SYN
+from .wire.tcp import ACK, RST, SYN
 
 __all__ = ["Interface", "TxFrame"]
 
@@ -637,6 +638,8 @@ class Interface:
     def _send_tcp(self, dst: bytes, seg: TcpRepr, payload, now: float, mss: int = 0) -> None:
         offload = self.cfg.tx_checksum_offload
         n = len(payload)
+        if payload.__class__ is Gather and not (offload and n > 256):
+            payload = bytes(payload)      # only the offloaded path passes the pieces through
         if seg.mss is None and seg.wscale is None and not seg.sack_blocks and not seg.sack_permitted \
                 and n <= self.cfg.mtu - 52 and (not offload or n <= 256) and self._send_tcp_fast(dst, seg, payload, n, now):
             return
@@ -749,7 +752,11 @@ class Interface:
         for tcb in due:
             a = tcb.fast_output(now)
             if a is not None:
-                self._send_fast(tcb, a, now)
+                while a is not None:
+                    self._send_fast(tcb, a, now)
+                    # more data waiting (TSO frames, one per call): keep going
+                    a = tcb.fast_output(now) if tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF) \
+                        else None
                 # ESTABLISHED with nothing else to send: only the RTO (or keepalive) is left
                 t = tcb.rto_at
                 if tcb.keepalive:
@@ -774,22 +781,24 @@ class Interface:
         offloading device leave the TCP checksum to it (NEEDS_CSUM) and travel
         uncopied; otherwise the frame carries complete checksums. The neighbour's
         entry is cached on the TCB while it is current and not near its refresh."""
-        seq, ack, window, ts, payload = a
+        seq, ack, window, ts, payload, flags = a
         c = tcb.tx_cache
         if c is None or self.neighbours.entries.get(c[1]) is not c[0] \
                 or c[0][1] - now < self.neighbours.retry * 2 or c[2] != self.ip:
             c = self._pure_ack_cache(tcb, now)
             if c is None:       # no route or unresolved: the general path queues or drops it
-                self._send_tcp(tcb.remote_ip, TcpRepr(tcb.local_port, tcb.remote_port, seq, ack,
-                                                      ACK | PSH if payload else ACK, window, 0, None, None,
-                                                      False, (), ts), payload, now, tcb.mss)
+                self._send_tcp(tcb.remote_ip, TcpRepr(tcb.local_port, tcb.remote_port, seq, ack, flags, window,
+                                                      0, None, None, False, (), ts), payload, now, tcb.mss)
                 return
         self.ip_ident = ident = (self.ip_ident + 1) & 0xFFFF
         n = len(payload)
         hl = 20 if ts is None else 32
         ipsum = ~((c[4] + 20 + hl + n + ident) % 0xFFFF or 0xFFFF) & 0xFFFF
-        flags = ACK | PSH if n else ACK
         partial = n > 256 and self.cfg.tx_checksum_offload
+        room = self.cfg.mtu - 20 - hl
+        gso = (tcb.mss if tcb.mss < room else room) if n > room else 0     # TSO: the device cuts it
+        if gso and not partial:
+            raise RuntimeError("TSO needs tx_checksum_offload")
         if partial:
             tsum = (c[7] + hl + n) % 0xFFFF or 0xFFFF      # the pseudo-header sum, as NEEDS_CSUM wants
         else:
@@ -808,7 +817,7 @@ class Interface:
                                      c[2], c[3], tcb.local_port, tcb.remote_port, seq, ack, 0x80, flags, window,
                                      tsum, 0, 0x0101080A, ts[0], ts[1])
         if partial:
-            self.tx.append(TxFrame(hdr, 34, 16, 0, payload))
+            self.tx.append(TxFrame(hdr, 34, 16, gso, payload))
         else:
             self.tx.append(hdr + payload if n else hdr)
         self.counters["tx_frames"] += 1

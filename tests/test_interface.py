@@ -439,3 +439,34 @@ def test_icmp_port_unreachable_is_delivered_to_the_udp_endpoint():
     ep.close()
     i.receive_frame(raw(eth(IP(src=PEER, dst=US) / ICMP(type=3, code=1) / quoted)), 0.2)
     assert i.stats()["drop_icmp_error_no_endpoint"] == 1
+
+
+def test_tso_frames_from_the_fast_path_equal_the_general_path():
+    """With TSO, a 100 KB write leaves as frames of up to tso_max bytes that the
+    device cuts into MSS segments: the fast path builds the same TxFrames
+    (headers, partial checksum, segment size, payload) as poll() + _send_tcp, and
+    hands payloads spanning two send-buffer chunks over as a Gather (no copy)."""
+    from netstack.buffers import Gather
+    frames = []
+    kinds = []
+    for fast in (True, False):
+        lp, c, s = _established()
+        # the device offloads from here on (LinkPair itself delivers only complete frames)
+        lp.b.cfg.tx_checksum_offload = True
+        lp.b.cfg.tso_max = s.tso_max = 64000
+        s.snd_wnd = s.cc.cwnd = 1 << 20                 # both windows open: TSO-sized frames
+        if not fast:
+            s.fast_output = lambda now: None
+        lp.b.ip_ident = 100
+        data = bytes(range(256)) * 400                  # 102,400 bytes in two writes (two chunks)
+        s.send(data[:65536])
+        s.send(memoryview(data)[65536:])
+        out = lp.b.frames_to_send(lp.now)
+        frames.append([(f.data, f.csum_start, f.csum_offset, f.gso_size, bytes(f.payload)) for f in out])
+        kinds.append([type(f.payload) for f in out])
+        assert b"".join(bytes(f.payload) for f in out) == data
+        assert s.snd_nxt == (s.snd_una + len(data)) & 0xFFFFFFFF
+    assert frames[0] == frames[1]
+    assert [len(f[4]) for f in frames[0]] == [64000, 38400]
+    assert all(f[3] == s.mss and f[1:3] == (34, 16) for f in frames[0])
+    assert kinds[0][1] is Gather and kinds[0][0] is not Gather   # the second frame spans both chunks

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import deque
 from functools import partial
 
+from ..buffers import Gather
 from ..wire.seq import MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 from . import congestion
@@ -55,12 +56,19 @@ class SendBuffer:
         return self.size
 
     def append(self, data) -> None:
-        if len(data):
-            self.chunks.append(bytes(data))
-            self.size += len(data)
+        n = len(data)
+        if n:
+            # keep a view of immutable bytes as it is (a 64 KiB write costs no copy);
+            # anything the writer could change later (bytearray...) is copied
+            if data.__class__ is not bytes and not (data.__class__ is memoryview and data.obj.__class__ is bytes
+                                                    and data.itemsize == 1 and data.contiguous):
+                data = bytes(data)
+            self.chunks.append(data)
+            self.size += n
 
-    def peek(self, offset: int, n: int):
-        """Up to n bytes starting offset bytes after SND.UNA."""
+    def peek(self, offset: int, n: int, gather: bool = False):
+        """Up to n bytes starting offset bytes after SND.UNA: one buffer, or with
+        gather=True a Gather of the chunks' pieces when they span chunks (no copy)."""
         n = min(n, self.size - offset)
         if n <= 0:
             return b""
@@ -80,7 +88,9 @@ class SendBuffer:
             pos = 0
             if not need:
                 break
-        return out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1:
+            return out[0]
+        return Gather(out) if gather else b"".join(out)
 
     def consume(self, n: int) -> None:
         n = min(n, self.size)
@@ -1094,7 +1104,7 @@ class TCB:
                     break
         if n <= 0:
             return 0
-        data = self.sbuf.peek(offset, n)
+        data = self.sbuf.peek(offset, n, self.tso_max > 0)   # TSO: the device takes the pieces as they are
         flags = ACK | (PSH if offset + n == len(self.sbuf) else 0)
         out.append((self._ack_seg(seq, flags, now), data))
         end = seq_add(seq, n)
@@ -1151,10 +1161,12 @@ class TCB:
     def fast_output(self, now: float):
         """The fast path of poll() for its two most common outcomes, in ESTABLISHED
         with no timer due, no FIN, no loss recovery and no SACK block to report:
-        one pure ACK, or one segment carrying all the new data (at most one MSS,
-        inside both windows, and not held back by Nagle). Returns (seq, ack, window
-        field, timestamp option or None, payload) with the bookkeeping of sending
-        it done, or None having changed nothing (then poll() decides)."""
+        one pure ACK, or one segment of new data: all of it when it fits one MSS
+        and both windows and Nagle lets it go, or with TSO a frame of up to
+        tso_max bytes (at least one MSS) that the device cuts into segments.
+        Returns (seq, ack, window field, timestamp option or None, payload, flags)
+        with the bookkeeping of sending it done, or None having changed nothing
+        (then poll() decides). Call again while data is waiting."""
         if self.state is not State.ESTABLISHED or self.rst_pending is not None or self.ooo or self.fin_queued \
                 or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
                 or (self.rto_at is not None and now >= self.rto_at):
@@ -1165,14 +1177,23 @@ class TCB:
         offset = (seq - self.snd_una) & MASK
         n = self.sbuf.size - offset
         if n > 0:
-            if seq != self.snd_max or n > self.mss:
+            if seq != self.snd_max:
                 return None
-            wnd = self.snd_wnd if self.snd_wnd < self.cc.cwnd else self.cc.cwnd
-            if n > wnd - offset:
+            room = (self.snd_wnd if self.snd_wnd < self.cc.cwnd else self.cc.cwnd) - offset
+            flags = ACK | PSH
+            if n > self.mss:
+                if not self.tso_max:
+                    return None
+                if n > room or n > self.tso_max:
+                    n = room if room < self.tso_max else self.tso_max
+                    if n < self.mss:
+                        return None     # window-limited below one MSS: the SWS rules of poll()
+                    flags = ACK         # more follows
+            elif n > room:
                 return None
-            if n < self.mss and not self.nodelay and ((self.snd_una - self.snd_sml) & MASK) >= 0x80000000:
+            elif n < self.mss and not self.nodelay and ((self.snd_una - self.snd_sml) & MASK) >= 0x80000000:
                 return None     # Nagle: a small segment is still unacknowledged
-            payload = self.sbuf.peek(offset, n)
+            payload = self.sbuf.peek(offset, n, n > 256 and self.tso_max > 0)
             end = (seq + n) & MASK
             self.snd_nxt = self.snd_max = end
             if n < self.mss:
@@ -1185,6 +1206,7 @@ class TCB:
         elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
             seq = self.snd_max
             payload = b""
+            flags = ACK
         else:
             return None
         if self.keepalive:
@@ -1200,7 +1222,8 @@ class TCB:
         self.ack_now = False
         self.delack_at = None
         self.unacked_segments = 0
-        return (seq, self.rcv_nxt, raw, (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None, payload)
+        return (seq, self.rcv_nxt, raw, (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None, payload,
+                flags)
 
     def _ack_seg(self, seq: int, flags: int, now: float) -> TcpRepr:
         wnd = self._rcv_window()
