@@ -109,6 +109,10 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--csum-offload", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--tso", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--lro", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--kernel-steering", action=argparse.BooleanOptionalAction, default=True,
+                   help="native, several shards: have the kernel deliver each flow to its shard with our RSS "
+                        "hash (eBPF on a multi-queue TAP, classic BPF for AF_PACKET fanout); off: the "
+                        "kernel's own spreading, misdelivered frames forwarded")
     g.add_argument("--tap-bridge", action="store_true",
                    help="native, one shard: a bridge process does the TAP's I/O and talks to the stack "
                         "through a shared-memory virtio ring (no system call per packet on the shard)")

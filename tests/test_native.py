@@ -332,13 +332,17 @@ def test_sharded_echo_server_native_serves_every_connection_on_both_shards(lab):
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
-def test_sharded_echo_server_on_a_multi_queue_tap():
+@pytest.mark.parametrize("kernel_steering", [True, False], ids=["ebpf", "learned"])
+def test_sharded_echo_server_on_a_multi_queue_tap(kernel_steering):
     """Each shard reads and writes its own TAP queue, and the kernel runs our eBPF
     steering program (the Toeplitz hash of drivers/steering.py): every frame of
-    every flow lands on its owner's queue, none is forwarded."""
+    every flow lands on its owner's queue, none is forwarded. Without the program
+    (--no-kernel-steering) the TAP's learned steering delivers most frames home
+    and the rest are forwarded: all data still arrives."""
     lab = _mq_lab("mq")
     try:
-        p = lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", wait_port=1234)
+        extra = [] if kernel_steering else ["--no-kernel-steering"]
+        p = lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", *extra, wait_port=1234)
         echo_many(lab, STACK, 100, 100_000)
         out, err = lab.stop(p)
         stats = {s["shard"]: s for s in _net_stats(err)}
@@ -348,8 +352,12 @@ def test_sharded_echo_server_on_a_multi_queue_tap():
         kept = stats[0]["device_kept"] + stats[1]["device_kept"]
         fwd = stats[0]["device_forwarded"] + stats[1]["device_forwarded"]
         print(f"multi-queue: {fwd} of {kept + fwd} frames forwarded")
-        assert stats[0]["device_kernel_steered"] == 1 == stats[1]["device_kernel_steered"]
-        assert fwd == 0
+        if kernel_steering:
+            assert stats[0]["device_kernel_steered"] == 1 == stats[1]["device_kernel_steered"]
+            assert fwd == 0
+        else:
+            assert stats[0]["device_kernel_steered"] == 0 == stats[1]["device_kernel_steered"]
+            assert fwd < kept
     finally:
         lab.close()
 
@@ -495,17 +503,26 @@ def test_killing_a_native_shard_stops_the_application_without_orphans():
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
-def test_sharded_echo_over_af_packet_fanout(veth_lab):
-    """AF_PACKET on a veth with -c2: each shard has its own socket in one fanout group."""
-    p = veth_lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", wait_port=1234)
+@pytest.mark.parametrize("kernel_steering", [True, False], ids=["cbpf", "fanout-hash"])
+def test_sharded_echo_over_af_packet_fanout(veth_lab, kernel_steering):
+    """AF_PACKET on a veth with -c2: each shard has its own socket in one fanout
+    group, steered by our hash (PACKET_FANOUT_CBPF), or with --no-kernel-steering
+    by the kernel's (PACKET_FANOUT_HASH, frames of flows it puts on the wrong
+    shard are forwarded)."""
+    extra = [] if kernel_steering else ["--no-kernel-steering"]
+    p = veth_lab.start("tutorial/sharded_echo_server.py", "-c2", "--print-net-stats", *extra, wait_port=1234)
     echo_many(veth_lab, STACK, 60, 50_000)
     out, err = veth_lab.stop(p)
     stats = {s["shard"]: s for s in _net_stats(err)}
     assert set(stats) == {0, 1}, err
     assert stats[0]["device_kept"] > 0 and stats[1]["device_kept"] > 0   # both sockets receive
-    # the fanout group runs our hash (PACKET_FANOUT_CBPF): nothing is forwarded
-    assert stats[0]["device_kernel_steered"] == 1 == stats[1]["device_kernel_steered"]
-    assert stats[0]["device_forwarded"] == 0 == stats[1]["device_forwarded"], stats
+    if kernel_steering:
+        # the fanout group runs our hash (PACKET_FANOUT_CBPF): nothing is forwarded
+        assert stats[0]["device_kernel_steered"] == 1 == stats[1]["device_kernel_steered"]
+        assert stats[0]["device_forwarded"] == 0 == stats[1]["device_forwarded"], stats
+    else:
+        assert stats[0]["device_kernel_steered"] == 0 == stats[1]["device_kernel_steered"]
+        assert stats[0]["device_forwarded"] + stats[1]["device_forwarded"] > 0    # the hashes disagree
     served = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("shard ")]
     assert len(served) == 2 and sum(served) == 61 and min(served) > 5
 

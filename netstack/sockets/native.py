@@ -77,28 +77,37 @@ def prepare_shards(n: int, cfg) -> None:
     _wires = []
     try:
         if cfg.get("dev"):
-            _wires = [_open_wire(cfg, None, False) for _ in range(n)]
+            for _ in range(n):
+                _wires.append(_open_wire(cfg, None, False))
             group = os.getpid() & 0xFFFF        # one fanout group per application
             try:
+                if not cfg.get("kernel_steering", True):
+                    raise OSError(errno.EPERM, "--no-kernel-steering")
                 steering.attach_fanout_cbpf([w.sock for w in _wires], group, n)
                 _steering_mode = "cbpf"
             except OSError as e:
-                log.warning("PACKET_FANOUT_CBPF refused (%s): the kernel's fanout hash spreads flows, "
-                            "misdelivered frames are forwarded", e)
+                if cfg.get("kernel_steering", True):
+                    log.warning("PACKET_FANOUT_CBPF refused (%s): the kernel's fanout hash spreads flows, "
+                                "misdelivered frames are forwarded", e)
                 for w in _wires:
                     w.close()
-                _wires = [_open_wire(cfg, None, False) for _ in range(n)]
-                for w in _wires:
-                    w.fanout(group)
+                _wires = []
+                for _ in range(n):
+                    _wires.append(_open_wire(cfg, None, False))
+                    _wires[-1].fanout(group)
                 _steering_mode = "fanout-hash"
         else:
             try:
-                _wires = [_open_wire(cfg, _shared_mac, True) for _ in range(n)]
+                for _ in range(n):
+                    _wires.append(_open_wire(cfg, _shared_mac, True))
             except OSError as e:
-                if e.errno != errno.EINVAL:
+                if e.errno != errno.EINVAL or _wires:
                     raise
-                _wires = []                     # a single-queue TAP exists: shard 0 relays
+                # a single-queue TAP exists: shard 0 reads it and relays
                 _steering_mode = "single-queue"
+                return
+            if not cfg.get("kernel_steering", True):
+                _steering_mode = "learned"
                 return
             try:
                 steering.set_tap_steering(_wires[0].fileno(), n)
