@@ -1160,18 +1160,21 @@ class TCB:
 
     def fast_output(self, now: float):
         """The fast path of poll() for its two most common outcomes, in ESTABLISHED
-        with no timer due, no FIN, no loss recovery and no SACK block to report:
+        (or CLOSE_WAIT) with no timer due, no FIN, no loss recovery and no SACK block to report:
         one pure ACK, or one segment of new data: all of it when it fits one MSS
         and both windows and Nagle lets it go, or with TSO a frame of up to
         tso_max bytes (at least one MSS) that the device cuts into segments.
         Returns (seq, ack, window field, timestamp option or None, payload, flags)
         with the bookkeeping of sending it done, or None having changed nothing
         (then poll() decides). Call again while data is waiting."""
-        if self.state is not State.ESTABLISHED or self.rst_pending is not None or self.ooo or self.fin_queued \
+        st = self.state
+        if (st is not State.ESTABLISHED and st is not State.CLOSE_WAIT) or self.rst_pending is not None \
+                or self.ooo or self.fin_queued \
                 or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
                 or (self.rto_at is not None and now >= self.rto_at):
             return None
-        if self.keepalive and now - self.last_recv >= self.keepalive_idle:
+        keepalive = self.keepalive and st is State.ESTABLISHED     # as in poll(): probes only there
+        if keepalive and now - self.last_recv >= self.keepalive_idle:
             return None
         seq = self.snd_nxt
         offset = (seq - self.snd_una) & MASK
@@ -1209,7 +1212,7 @@ class TCB:
             flags = ACK
         else:
             return None
-        if self.keepalive:
+        if keepalive:
             self.keepalive_probes = 0       # what _keepalive() does for a live connection
             self.keepalive_at = None
         raw = (self.recv_buffer - self.rq_bytes) >> self.rcv_wscale
