@@ -129,8 +129,11 @@ class RingDevice(Device):
                     # Python has no memory fence: our flag store and the producer's
                     # index store may cross (x86 lets a load pass an older store),
                     # and then neither side sees the other. One more look a moment
-                    # later closes that window (see idle_timeout).
-                    self.recheck = not out
+                    # later closes that window (see idle_timeout) -- also after a
+                    # call that did return frames: the race is the same then, and
+                    # without the look a frame could wait in the ring for the peer's
+                    # retransmission timer (a rare hang of the two-process test).
+                    self.recheck = True
                     break
                 _U16.pack_into(mem, rx.kick, 0)  # a frame slipped in: keep reading
                 continue

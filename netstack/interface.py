@@ -755,7 +755,10 @@ class Interface:
             out = self.tx
             self.tx = []
             return out
-        self.dirty = set()      # what the loop below touches is due next time
+        # The set object stays (TCBs hold its bound add() as their owner hook):
+        # take its content; what the loop below touches is due next time.
+        due = list(due)
+        self.dirty.clear()
         for tcb in due:
             a = tcb.fast_output(now)
             if a is not None:
@@ -864,7 +867,7 @@ class Interface:
 
     def _adopt(self, tcb: TCB) -> None:
         """Wire a new TCB to this interface: its events and user calls come here."""
-        tcb.owner = self._touch
+        tcb.owner = self.dirty.add      # a C call: user calls on the TCB mark it due
         tcb.events = _EventSink(tcb, self.events)
         tcb.notify_readable = partial(self.events.append, (tcb, Event.READABLE))
 

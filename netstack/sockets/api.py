@@ -301,7 +301,7 @@ class output_stream:  # noqa: N801
             return _failed(OSError(errno.EPIPE, "write to a closed output_stream"))
         if self._error is not None:
             return _failed(self._error)
-        v = _as_view(data)
+        v = data.view if data.__class__ is temporary_buffer else _as_view(data)
         if not len(v):
             return make_ready_future()
         self._parts.append(v)

@@ -774,16 +774,12 @@ class _NativeSource:
 
 
 class _NativeSink:
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "put", "flush")
 
     def __init__(self, conn: _NativeConn) -> None:
         self.conn = conn
-
-    def put(self, data) -> Future:
-        return self.conn.put(data)
-
-    def flush(self) -> Future:
-        return self.conn.flush()
+        self.put = conn.put         # bound methods: output_stream calls them directly
+        self.flush = conn.flush
 
     def close(self) -> Future:
         return self.conn.flush().then(self.conn.shutdown_output)
