@@ -25,6 +25,23 @@ def test_frames_cross_the_ring_in_order_without_kicks_while_polling():
     assert a.send_batch(frames[:10]) == 8 and a.stats()["tx_full"] == 2
 
 
+def _watchdog(r, stack, dev, role):
+    """If the exchange is still running after 20 s, print what each side's TCP and
+    ring look like (the report of a timed-out run then says why it stalled)."""
+    from reactor import Timer
+
+    def dump():
+        lines = [f"--- {role} stalled: ring {dev.stats()} recheck={dev.recheck} timers={stack.iface.poll_at()}"]
+        for t in stack.iface.tcbs.values():
+            lines.append(f"  {t!r} snd_max={t.snd_max} snd_wnd={t.snd_wnd} cwnd={t.cc.cwnd} sbuf={t.sbuf.size} "
+                         f"rq={t.rq_bytes} ooo={len(t.ooo)} rto_at={t.rto_at} persist_at={t.persist_at} "
+                         f"delack_at={t.delack_at} ack_now={t.ack_now} recovery={t.in_recovery} "
+                         f"sched_at={t.sched_at} retries={t.retries} now={r.now()}")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+    stack.watchdog = Timer(dump, r)     # kept alive with the stack
+    stack.watchdog.arm(delay=20.0)
+
+
 def _serve(link, side, role, port, payload_hash, size, result_w):
     """Child process: a reactor + native stack on one side of the ring."""
     sys.path.insert(0, ROOT)
@@ -36,6 +53,7 @@ def _serve(link, side, role, port, payload_hash, size, result_w):
     r = Reactor()
     dev = link.device(side, bytes([2, 0, 0, 0, 0, side + 1]))
     stack = NativeStack(r, dev, InterfaceConfig(mac=dev.mac, ip=f"192.0.2.{side + 1}", seed=side))
+    _watchdog(r, stack, dev, role)
     if role == "server":
         srv = server_socket(stack.listen(make_ipv4_address(port), listen_options(reuse_address=True)))
 
