@@ -182,10 +182,7 @@ class Interface:
                 tcb, seq, ack, flags, window, ts, payload = m
                 if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
                     c["rx_tcp_fast"] += 1
-                    if tcb.ack_now or tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
-                        self.dirty.add(tcb)     # something to send now
-                    elif tcb.delack_at is not None and (tcb.sched_at is None or tcb.delack_at < tcb.sched_at):
-                        self._push_timer(tcb, tcb.delack_at)
+                    self._after_fast(tcb)
                     return
                 # The TCB's full rules (handshake, FIN, ...), without parsing the frame
                 # again: _fast_tcp checked it and read every field they use.
@@ -243,6 +240,7 @@ class Interface:
                 self._receive_parsed(None, f, now, True)
 
     def _after_fast(self, tcb) -> None:
+        """After the header prediction took a segment: due now, or at the delayed ACK."""
         if tcb.ack_now or tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
             self.dirty.add(tcb)     # something to send now
         elif tcb.delack_at is not None and (tcb.sched_at is None or tcb.delack_at < tcb.sched_at):
@@ -795,7 +793,7 @@ class Interface:
         c = tcb.tx_cache
         if c is None or self.neighbours.entries.get(c[1]) is not c[0] \
                 or c[0][1] - now < self.neighbours.retry * 2 or c[2] != self.ip:
-            c = self._pure_ack_cache(tcb, now)
+            c = self._fast_cache(tcb, now)
             if c is None:       # no route or unresolved: the general path queues or drops it
                 self._send_tcp(tcb.remote_ip, TcpRepr(tcb.local_port, tcb.remote_port, seq, ack, flags, window,
                                                       0, None, None, False, (), ts), payload, now, tcb.mss)
@@ -832,7 +830,7 @@ class Interface:
             self.tx.append(hdr + payload if n else hdr)
         self.counters["tx_frames"] += 1
 
-    def _pure_ack_cache(self, tcb: TCB, now: float):
+    def _fast_cache(self, tcb: TCB, now: float):
         """(neighbour entry, next hop, our ip, peer ip, IP header sum without the
         ident, TCP sum without seq/ack/window for 20 and for 32-byte headers).
         Sums of 32-bit fields are taken whole: 2**16 == 1 (mod 0xFFFF)."""

@@ -523,6 +523,8 @@ def _apply_address(ip: bytes, netmask: bytes, gateway) -> None:
 class _Waits:
     """Futures waiting on one connection / listener / channel."""
 
+    reader = None       # a pending read resolved with its data (connections only)
+
     def _wait(self, kind: str) -> Future:
         f = Future()
         self.waiters.append((kind, f))
@@ -541,7 +543,7 @@ class _Waits:
             else:
                 keep.append((k, f))
         self.waiters = keep
-        if not keep and getattr(self, "reader", None) is None:
+        if not keep and self.reader is None:
             self.stack.busy.discard(self)
 
 
