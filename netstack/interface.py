@@ -760,13 +760,17 @@ class Interface:
         for tcb in due:
             a = tcb.fast_output(now)
             if a is not None:
-                while a is not None:
+                while a:
                     self._send_fast(tcb, a, now)
                     # more data waiting (TSO frames, one per call): keep going
                     a = tcb.fast_output(now) if tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF) \
                         else None
-                # ESTABLISHED with nothing else to send: only the RTO (or keepalive) is left
+                # ESTABLISHED with nothing else to send: only the RTO, a pending
+                # delayed ACK (or keepalive) is left
                 t = tcb.rto_at
+                d = tcb.delack_at
+                if d is not None and (t is None or d < t):
+                    t = d
                 if tcb.keepalive:
                     self._schedule(tcb)
                 elif t is not None and (tcb.sched_at is None or t < tcb.sched_at):

@@ -343,12 +343,24 @@ def test_passive_close():
     t = established()
     send(t, seg(IRS + 1, ISS + 1, FIN | ACK))
     assert t.state is State.CLOSE_WAIT and Event.PEER_CLOSED in t.events and t.at_eof()
-    assert recv(t) == [(ours(ISS + 1, IRS + 2), b"")]
+    # the ACK of the FIN waits (delayed ACK) for the application's answer to EOF
+    recv_nothing(t)
     t.close()
-    assert recv(t) == [(ours(ISS + 1, IRS + 2, FIN | ACK), b"")]
+    # ... so that the FIN carries it: one segment, not an ACK and then a FIN
+    assert recv(t, 0.001) == [(ours(ISS + 1, IRS + 2, FIN | ACK), b"")]
     assert t.state is State.LAST_ACK
     send(t, seg(IRS + 2, ISS + 2))
     assert t.state is State.CLOSED and t.error is None and Event.CLOSED in t.events
+
+
+def test_ack_of_a_fin_is_delayed_at_most_the_delayed_ack_time():
+    t = established(delayed_ack=0.04)
+    send(t, seg(IRS + 1, ISS + 1, FIN | ACK), b"", 1.0)
+    assert t.poll_at() == pytest.approx(1.04)
+    recv_nothing(t, 1.03)
+    # the application never closes: the FIN is acknowledged at the timer
+    assert recv(t, 1.04) == [(ours(ISS + 1, IRS + 2), b"")]
+    assert t.state is State.CLOSE_WAIT and t.poll_at() is None
 
 
 def test_active_close_and_time_wait():

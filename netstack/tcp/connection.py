@@ -36,6 +36,7 @@ MAX_WINDOW_SHIFT = 14          # RFC 7323 2.3
 _SENDING_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 DUPACK_THRESHOLD = 3           # RFC 5681 3.2
 PAWS_IDLE = 24 * 24 * 3600     # RFC 7323 5.5: ts_recent is invalid after 24 days idle
+IDLE = ()                      # TCB.fast_output: nothing to send
 
 
 class TcpError(Exception):
@@ -526,7 +527,15 @@ class TCB:
         if flags & FIN and seq_add(seg.seq, plen) == self.rcv_nxt and not self.fin_received:
             self.fin_received = True
             self.rcv_nxt = seq_add(self.rcv_nxt, 1)
-            self.ack_now = True
+            if st is State.ESTABLISHED:
+                # The ACK of the peer's FIN waits for the delayed-ACK timer (Linux
+                # does the same: a FIN puts it in pingpong mode), so the
+                # application's close() -- its usual answer to EOF -- sends one
+                # FIN|ACK instead of an ACK and then a FIN.
+                if self.delack_at is None:
+                    self.delack_at = now + self.cfg.delayed_ack
+            else:
+                self.ack_now = True
             self.events.append(Event.PEER_CLOSED)
             self.events.append(Event.READABLE)
             if st is State.ESTABLISHED:
@@ -1165,8 +1174,10 @@ class TCB:
         and both windows and Nagle lets it go, or with TSO a frame of up to
         tso_max bytes (at least one MSS) that the device cuts into segments.
         Returns (seq, ack, window field, timestamp option or None, payload, flags)
-        with the bookkeeping of sending it done, or None having changed nothing
-        (then poll() decides). Call again while data is waiting."""
+        with the bookkeeping of sending it done; IDLE (an empty tuple) when there
+        is nothing to send and no timer but the RTO and the delayed ACK to keep;
+        or None having changed nothing (then poll() decides). Call again while
+        data is waiting."""
         st = self.state
         if (st is not State.ESTABLISHED and st is not State.CLOSE_WAIT) or self.rst_pending is not None \
                 or self.ooo or self.fin_queued \
@@ -1211,7 +1222,7 @@ class TCB:
             payload = b""
             flags = ACK
         else:
-            return None
+            return None if keepalive else IDLE
         if keepalive:
             self.keepalive_probes = 0       # what _keepalive() does for a live connection
             self.keepalive_at = None
