@@ -180,6 +180,10 @@ class Interface:
             # prediction declines, takes the full path (_receive).
             if m is not None:
                 tcb, seq, ack, flags, window, ts, payload = m
+                if tcb is None:
+                    c["rx_ipv4"] += 1
+                    self._receive_tcp(seq, ack, now, checksum_verified)   # (source address, segment)
+                    return
                 if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
                     c["rx_tcp_fast"] += 1
                     self._after_fast(tcb)
@@ -267,7 +271,12 @@ class Interface:
             return None
         tcb = self.tcbs.get((dip, dport, sip, sport))
         if tcb is None:
-            return None
+            # No connection (a SYN, or a segment to answer with RST): the IP
+            # header is checked here, TCP's own rules take the segment from there
+            # without a second parse of the layers below.
+            if int.from_bytes(frame[14:34], "big") % 0xFFFF:
+                return None
+            return None, sip, memoryview(frame)[34:14 + total], 0, 0, None, b""
         if hlen == 20:
             ts = None
         elif hlen == 32 and opt == 0x0101080A:      # NOP NOP TS(10)
@@ -340,7 +349,7 @@ class Interface:
             csum_ok = False
         proto = ip.protocol
         if proto == IP_PROTO_TCP:
-            self._receive_tcp(ip, data, now, csum_ok)
+            self._receive_tcp(ip.src, data, now, csum_ok)
         elif proto == IP_PROTO_UDP:
             self._receive_udp(ip, data, now, csum_ok)
         elif proto == IP_PROTO_ICMP:
@@ -418,10 +427,10 @@ class Interface:
         body = hdr + bytes(l4[:8])
         self.send_ip(ip.src, IP_PROTO_ICMP, IcmpRepr(icmpw.DEST_UNREACHABLE, code, 0, 0, body).emit(), now)
 
-    def _receive_tcp(self, ip: Ipv4Repr, data, now: float, csum_ok: bool) -> None:
-        seg, payload = TcpRepr.parse(data, ip.src, ip.dst, not csum_ok)
+    def _receive_tcp(self, src: bytes, data, now: float, csum_ok: bool) -> None:
+        seg, payload = TcpRepr.parse(data, src, self.ip, not csum_ok)
         self.counters["rx_tcp"] += 1
-        key = (self.ip, seg.dst_port, ip.src, seg.src_port)
+        key = (self.ip, seg.dst_port, src, seg.src_port)
         tcb = self.tcbs.get(key)
         if tcb is not None:
             tcb.on_segment(seg, payload, now)
@@ -435,8 +444,8 @@ class Interface:
                 # SYN flood (or just many clients): answer without keeping state
                 cookie, _mss = self.cookies.make(key, seg.seq, seg.mss, now)
                 synack = TcpRepr(seg.dst_port, seg.src_port, cookie, (seg.seq + 1) & 0xFFFFFFFF, SYN | ACK,
-                                 min(self.cfg.tcp.recv_buffer, 65535), 0, self._route_mss(ip.src))
-                self._send_tcp(ip.src, synack, b"", now)
+                                 min(self.cfg.tcp.recv_buffer, 65535), 0, self._route_mss(src))
+                self._send_tcp(src, synack, b"", now)
                 lst.stats["syn_cookies_sent"] += 1
                 self.counters["tcp_syn_cookies_sent"] += 1
                 return
@@ -446,8 +455,8 @@ class Interface:
             if seg.src_port == 0:
                 self.drop("tcp_bad_port")
                 return
-            tcb = TCB(self.cfg.tcp, self.ip, seg.dst_port, ip.src, seg.src_port,
-                      self.isn.isn(key, now), now, self._route_mss(ip.src), self.cfg.tso_max)
+            tcb = TCB(self.cfg.tcp, self.ip, seg.dst_port, src, seg.src_port,
+                      self.isn.isn(key, now), now, self._route_mss(src), self.cfg.tso_max)
             lst.add_half_open(tcb)
             self._adopt(tcb)
             tcb.open_passive(seg, now)
@@ -457,8 +466,8 @@ class Interface:
         if lst is not None and flags & ACK and not flags & (SYN | RST) and self.cfg.tcp.syn_cookies:
             mss = self.cookies.check(key, seg.ack, (seg.seq - 1) & 0xFFFFFFFF, now)
             if mss is not None and not lst.accept_queue_full():
-                tcb = TCB(self.cfg.tcp, self.ip, seg.dst_port, ip.src, seg.src_port,
-                          (seg.ack - 1) & 0xFFFFFFFF, now, self._route_mss(ip.src), self.cfg.tso_max)
+                tcb = TCB(self.cfg.tcp, self.ip, seg.dst_port, src, seg.src_port,
+                          (seg.ack - 1) & 0xFFFFFFFF, now, self._route_mss(src), self.cfg.tso_max)
                 self._adopt(tcb)
                 tcb.open_from_cookie(seg, mss, now)
                 self.tcbs[key] = tcb
@@ -484,7 +493,7 @@ class Interface:
         else:
             seglen = len(payload) + (1 if flags & SYN else 0) + (1 if flags & 0x01 else 0)
             rst = TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seglen) & 0xFFFFFFFF, RST | ACK, 0)
-        self._send_tcp(ip.src, rst, b"", now)
+        self._send_tcp(src, rst, b"", now)
 
     # ---- TCP API --------------------------------------------------------------------------
     def tcp_listen(self, port: int, backlog: int = 128, syn_backlog: int | None = None) -> Listener:
@@ -645,8 +654,7 @@ class Interface:
         n = len(payload)
         if payload.__class__ is Gather and not (offload and n > 256):
             payload = bytes(payload)      # only the offloaded path passes the pieces through
-        if seg.mss is None and seg.wscale is None and not seg.sack_blocks and not seg.sack_permitted \
-                and n <= self.cfg.mtu - 52 and (not offload or n <= 256) and self._send_tcp_fast(dst, seg, payload, n, now):
+        if n <= self.cfg.mtu - 60 and (not offload or n <= 256) and self._send_tcp_fast(dst, seg, payload, n, now):
             return
         if offload and n > 256:
             # headers built here, payload handed through untouched (see TxFrame)
@@ -668,9 +676,10 @@ class Interface:
         self.send_ip(dst, IP_PROTO_TCP, data, now, dont_frag=True, offload=meta)
 
     def _send_tcp_fast(self, dst: bytes, seg: TcpRepr, payload, n: int, now: float) -> bool:
-        """The common segment (no option but the timestamp, one wire segment, a
-        known neighbour): Ethernet, IPv4 and TCP headers packed by one struct call
-        into the frame's buffer. False when the general path must take it."""
+        """A segment that fits one wire frame, to a known neighbour: Ethernet,
+        IPv4 and TCP headers packed by one struct call into the frame's buffer
+        (the options, when there are others than the timestamp, written behind).
+        False when the general path must take it."""
         try:
             hop = self._next_hop(dst)
         except OSError:
@@ -679,11 +688,24 @@ class Interface:
         if mac is None:
             return False
         ts = seg.timestamp
-        hl = 20 if ts is None else 32
+        if seg.mss is not None or seg.wscale is not None or seg.sack_permitted or seg.sack_blocks:
+            opts = seg.options_bytes()      # SYN, SYN-ACK, SACK blocks
+            hl = 20 + len(opts)
+            if 20 + hl + n > self.cfg.mtu:
+                return False
+            ts = None
+        else:
+            opts = None
+            hl = 20 if ts is None else 32
         end = 34 + hl
         buf = bytearray(end + n)
         self.ip_ident = ident = (self.ip_ident + 1) & 0xFFFF
-        if ts is None:
+        if opts is not None:
+            _FRAME_TCP.pack_into(buf, 0, mac, self.mac, 0x0800, 0x45, 0, 20 + hl + n, ident, 0x4000, 64, 6, 0,
+                                 self.ip, dst, seg.src_port, seg.dst_port, seg.seq, seg.ack, hl << 2, seg.flags,
+                                 seg.window, 0, seg.urgent)
+            buf[54:end] = opts
+        elif ts is None:
             _FRAME_TCP.pack_into(buf, 0, mac, self.mac, 0x0800, 0x45, 0, 20 + hl + n, ident, 0x4000, 64, 6, 0,
                                  self.ip, dst, seg.src_port, seg.dst_port, seg.seq, seg.ack, 0x50, seg.flags,
                                  seg.window, 0, seg.urgent)

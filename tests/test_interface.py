@@ -223,16 +223,20 @@ def test_garbage_frames_never_raise():
 
 @pytest.mark.parametrize("ts", [None, (123, 456)])
 @pytest.mark.parametrize("offload", [False, True])
-def test_fast_tcp_frame_equals_the_general_path(ts, offload):
+@pytest.mark.parametrize("options", ["none", "syn-ack", "sack"])
+def test_fast_tcp_frame_equals_the_general_path(ts, offload, options):
     from netstack.wire import TcpRepr
     frames = []
+    extra = {"none": (None, None, False, ()),
+             "syn-ack": (1460, 7, True, ()),
+             "sack": (None, None, False, ((1000, 2000), (3000, 4000)))}[options]
     for fast in (True, False):
         i = make(tx_checksum_offload=offload)
         learn_peer(i)
         if not fast:
             i._send_tcp_fast = lambda *a: False
         i.ip_ident = 41
-        seg = TcpRepr(80, 4000, 0xFFFFFF00, 77, 0x18, 512, 0, None, None, False, (), ts)
+        seg = TcpRepr(80, 4000, 0xFFFFFF00, 77, 0x18, 512, 0, *extra, ts)
         i._send_tcp(ip_to_bytes(PEER), seg, b"payload bytes", 0.0)
         (f,) = i.frames_to_send(0.0)
         frames.append((f.data, f.csum_start, f.csum_offset) if hasattr(f, "data") else f)
@@ -240,8 +244,46 @@ def test_fast_tcp_frame_equals_the_general_path(ts, offload):
     if not offload:
         p = Ether(frames[0])
         assert p[TCP].sport == 80 and bytes(p[TCP].payload) == b"payload bytes"
+        opts = dict(p[TCP].options)
+        if options == "syn-ack":
+            assert opts["MSS"] == 1460 and opts["WScale"] == 7 and "SAckOK" in opts
+        elif options == "sack":
+            assert opts["SAck"] == (1000, 2000, 3000, 4000)
+        if ts is not None:
+            assert opts["Timestamp"] == ts
         del p[IP].chksum, p[TCP].chksum
         assert raw(Ether(raw(p))) == frames[0]   # scapy agrees on both checksums
+
+
+def test_syn_with_linux_option_layout_parses_as_the_general_loop():
+    """Linux's SYN options (MSS, SACK permitted, TS, NOP, WS) take a shortcut in
+    TcpRepr.parse; it must agree with the option loop (the same options in
+    another order), and a SYN so built is answered by a SYN-ACK with them."""
+    from netstack.wire import TcpRepr
+    linux = TCP(sport=5555, dport=80, flags="S", seq=1000, window=64240,
+                options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (77, 0)), ("NOP", None), ("WScale", 10)])
+    other = TCP(sport=5555, dport=80, flags="S", seq=1000, window=64240,
+                options=[("WScale", 10), ("NOP", None), ("Timestamp", (77, 0)), ("MSS", 1460), ("SAckOK", b"")])
+    src, dst = ip_to_bytes(PEER), ip_to_bytes(US)
+    a = TcpRepr.parse(raw(IP(src=PEER, dst=US) / linux)[20:], src, dst)[0]
+    b = TcpRepr.parse(raw(IP(src=PEER, dst=US) / other)[20:], src, dst)[0]
+    assert len(raw(linux)) == 40 and a == b
+    assert (a.mss, a.wscale, a.sack_permitted, a.timestamp) == (1460, 10, True, (77, 0))
+    i = make()
+    learn_peer(i)
+    i.tcp_listen(80)
+    i.receive_frame(raw(eth(IP(src=PEER, dst=US) / linux)), 0.0)
+    (f,) = i.frames_to_send(0.0)
+    p = Ether(f if isinstance(f, bytes) else f.frame())
+    assert p[TCP].flags == "SA" and p[TCP].ack == 1001
+    opts = dict(p[TCP].options)
+    assert opts["MSS"] == 1460 and "SAckOK" in opts and opts["Timestamp"][1] == 77 and "WScale" in opts
+    # a SYN with a bad TCP checksum is a counted drop, not a SYN-ACK
+    bad = bytearray(raw(eth(IP(src=PEER, dst=US) / TCP(sport=5556, dport=80, flags="S", seq=5,
+                                                         options=linux.options))))
+    bad[-1] ^= 0xFF
+    i.receive_frame(bytes(bad), 0.0)
+    assert i.frames_to_send(0.0) == [] and i.stats()["drop_tcp_bad_checksum"] == 1
 
 
 def test_receive_batch_merges_in_order_segments_of_one_connection():

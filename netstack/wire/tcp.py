@@ -67,6 +67,12 @@ class TcpRepr(NamedTuple):
         if hlen == 32 and mv[20:24] == _TS_FAST:
             return (TcpRepr(sport, dport, seq, ack, flags, window, urgent, None, None, False, (),
                             _TS.unpack_from(buf, 24)), mv[32:])
+        if hlen == 40 and mv[20:22] == b"\x02\x04" and mv[24:28] == b"\x04\x02\x08\x0a" \
+                and mv[36:39] == b"\x01\x03\x03":
+            # the options of Linux's SYN and SYN-ACK, in its order: MSS, SACK
+            # permitted, timestamps, NOP, window scale
+            return (TcpRepr(sport, dport, seq, ack, flags, window, urgent, (mv[22] << 8) | mv[23], mv[39], True,
+                            (), _TS.unpack_from(buf, 28)), mv[40:])
         mss = wscale = ts = None
         sackp = False
         blocks = ()
