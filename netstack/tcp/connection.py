@@ -104,6 +104,22 @@ class SendBuffer:
 
 
 class TCB:
+    # Slots: about 80 attributes are more than CPython shares dict keys for (30),
+    # so without them every TCB carries a full dict built key by key, and
+    # attribute reads on the per-segment paths go through a dict lookup.
+    __slots__ = ('_last_ooo', '_retransmit_one', '_sack_send', '_was_writable', 'ack_now', 'cc', 'cfg',
+                 'delack_at', 'dupacks', 'error', 'events', 'fin_queued', 'fin_received', 'in_recovery', 'irs',
+                 'iss', 'keepalive', 'keepalive_at', 'keepalive_count', 'keepalive_idle', 'keepalive_interval',
+                 'keepalive_probes', 'last_ack_sent', 'last_recv', 'last_wnd_sent', 'listener', 'local_ip',
+                 'local_port', 'max_snd_wnd', 'mss', 'nodelay', 'notify_readable', 'ooo', 'ooo_bytes',
+                 'our_mss', 'owner', 'persist_at', 'persist_backoff', 'rcv_nxt', 'rcv_wscale', 'recover',
+                 'recv_buffer', 'remote_ip', 'remote_port', 'rescue_rxt', 'retries', 'rexmit_next', 'rq',
+                 'rq_bytes', 'rst_pending', 'rto', 'rto_at', 'rtt_seq', 'rtt_time', 'rttvar', 'sack_ok',
+                 'sacked', 'sbuf', 'sched_at', 'send_limit', 'snd_max', 'snd_nxt', 'snd_sml', 'snd_una',
+                 'snd_wl1', 'snd_wl2', 'snd_wnd', 'snd_wscale', 'srtt', 'state', 'stats', 'syn_acked',
+                 'timewait_at', 'ts_ok', 'ts_recent', 'ts_recent_age', 'tso_max', 'tx_cache',
+                 'unacked_segments', 'ws_ok', "__weakref__")
+
     def __init__(self, cfg, local_ip: bytes, local_port: int, remote_ip: bytes, remote_port: int,
                  iss: int, now: float, mss_limit: int | None = None, tso_max: int = 0) -> None:
         self.cfg = cfg
@@ -179,6 +195,9 @@ class TCB:
         self.recover = iss
         self.rexmit_next = iss
         self.rescue_rxt = None      # RFC 6675 RescueRxt
+        self._retransmit_one = False  # poll(): resend one segment (fast retransmit, partial ACK)
+        self._sack_send = False       # poll(): send what the pipe allows (RFC 6675)
+        self._last_ooo = None         # start of the latest out-of-order segment (first SACK block)
         self.cc = congestion.make(cfg.congestion, 536, cfg.initial_cwnd_segments)
         self.rst_pending: TcpRepr | None = None
         self.recv_buffer = cfg.recv_buffer
@@ -691,9 +710,6 @@ class TCB:
                 self.persist_backoff = 0
         return True
 
-    _retransmit_one = False
-    _sack_send = False
-
     def _enter_fast_recovery(self, now: float) -> None:
         flight = seq_sub(self.snd_max, self.snd_una)
         self.cc.on_loss_fast(flight, now)
@@ -856,8 +872,6 @@ class TCB:
             self.ooo.sort(key=lambda x: seq_sub(x[0], self.rcv_nxt))
             self.ooo_bytes += len(payload)
             self._last_ooo = seq
-
-    _last_ooo = None
 
     def _drain_ooo(self) -> None:
         keep = []
