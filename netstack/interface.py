@@ -908,8 +908,15 @@ class Interface:
                 tcb.rst_pending = None
     def pop_events(self) -> list:
         """[(tcb | listener | udp endpoint, Event | "acceptable")] since the last call."""
-        for tcb in list(self.dirty):
-            self._collect(tcb)
+        closed = State.CLOSED
+        for tcb in self.dirty:
+            if tcb.state is closed:
+                break
+        else:
+            tcb = None
+        if tcb is not None:         # (rare) a connection ended: forget it
+            for tcb in list(self.dirty):
+                self._collect(tcb)
         out = self.events[:]
         self.events.clear()
         return out

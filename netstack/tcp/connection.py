@@ -25,7 +25,7 @@ from collections import deque
 from functools import partial
 
 from ..buffers import Gather
-from ..wire.seq import MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
+from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 from . import congestion
 from .state import CAN_RECEIVE, CAN_SEND, SYNCHRONIZED, Event, State
@@ -570,16 +570,15 @@ class TCB:
             self.timewait_at = now + self.cfg.time_wait
 
     def _acceptable(self, seq: int, seglen: int, wnd: int) -> bool:
+        # RFC 9293 3.10.7.4's table; "rn <= x < rn + wnd" is (x - rn) mod 2**32 < wnd
         rn = self.rcv_nxt
         if seglen == 0:
             if wnd == 0:
                 return seq == rn
-            return seq_le(rn, seq) and seq_lt(seq, seq_add(rn, wnd))
+            return ((seq - rn) & MASK) < wnd
         if wnd == 0:
             return False
-        end = seq_add(seq, seglen - 1)
-        top = seq_add(rn, wnd)
-        return (seq_le(rn, seq) and seq_lt(seq, top)) or (seq_le(rn, end) and seq_lt(end, top))
+        return ((seq - rn) & MASK) < wnd or ((seq + seglen - 1 - rn) & MASK) < wnd
 
     def _on_syn_sent(self, seg: TcpRepr, payload, now: float) -> None:
         flags = seg.flags
@@ -628,30 +627,31 @@ class TCB:
         ack = seg.ack
         st = self.state
         una = self.snd_una
-        if seq_gt(ack, self.snd_max):
+        # (the wire.seq comparisons written out: this runs for every segment the
+        # header prediction declines)
+        if ((self.snd_max - ack) & MASK) >= HALF:       # ack > snd_max
             self.ack_now = True  # acks something not yet sent
             return False
         # RFC 5961 5.2: too old an ACK
-        if seq_lt(ack, (una - self.max_snd_wnd) & MASK):
+        if ((ack - una + self.max_snd_wnd) & MASK) >= HALF:     # ack < una - max_snd_wnd
             self.stats["challenge_acks"] += 1
             self.ack_now = True
             return False
         wnd = seg.window << self.snd_wscale
         if self.sack_ok and seg.sack_blocks:
             self._update_scoreboard(seg.sack_blocks)
-        if seq_gt(ack, una):
-            acked = seq_sub(ack, una)
+        acked = (ack - una) & MASK
+        if acked and acked < HALF:                      # ack > una
             # our FIN is acked when ack covers it
-            fin = self._fin_seq()
-            fin_acked = fin is not None and seq_gt(ack, fin)
+            fin_acked = self.fin_queued and acked > self.sbuf.size
             data_acked = acked - 1 if fin_acked else acked
             self.sbuf.consume(data_acked)
             self.snd_una = ack
-            if seq_lt(self.snd_nxt, ack):
+            if ((self.snd_nxt - ack) & MASK) >= HALF:   # snd_nxt < ack
                 self.snd_nxt = ack
             self.retries = 0
-            self._rtt_sample_ack(seg, now)
-            flight = seq_sub(self.snd_max, ack)
+            self._rtt_sample(ack, seg.timestamp[1] if seg.timestamp is not None else 0, now)
+            flight = (self.snd_max - ack) & MASK
             if self.in_recovery:
                 if seq_ge(ack, self.recover):
                     self.in_recovery = False
@@ -675,7 +675,7 @@ class TCB:
                 self.rto_at = None
             else:
                 self._arm_rto(now, restart=True)
-            if self.send_space() and not self._was_writable:
+            if not self._was_writable and self.send_limit > self.sbuf.size:
                 self._was_writable = True
                 self.events.append(Event.WRITABLE)
             if fin_acked:
@@ -699,8 +699,10 @@ class TCB:
                     self._sack_send = True     # RFC 6675 5 (C): send what the pipe allows
                 else:
                     self.cc.cwnd += self.mss  # inflate (RFC 5681 3.2 step 4)
-        # window update (RFC 9293 3.10.7.4)
-        if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack)):
+        # window update (RFC 9293 3.10.7.4): wl1 < seq, or wl1 == seq and wl2 <= ack
+        wl1 = self.snd_wl1
+        if ((wl1 - seg.seq) & MASK) >= HALF or (wl1 == seg.seq and (self.snd_wl2 == ack
+                                                                   or ((self.snd_wl2 - ack) & MASK) >= HALF)):
             self.snd_wnd = wnd
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
             if wnd > self.max_snd_wnd:
@@ -918,25 +920,32 @@ class TCB:
         self._rtt_sample(seg.ack, seg.timestamp[1] if seg.timestamp is not None else 0, now)
 
     def _rtt_sample(self, ack: int, tsecr: int, now: float) -> None:
-        sample = None
         if self.ts_ok and tsecr:
             sample = ((int(now * 1000) - tsecr) & MASK) / 1000.0
-            if sample > 3600:
-                sample = None
             self.rtt_seq = None
-        elif self.rtt_seq is not None and seq_gt(ack, self.rtt_seq):
+            if sample > 3600:
+                return
+        elif self.rtt_seq is not None and ((self.rtt_seq - ack) & MASK) >= HALF:    # ack > rtt_seq
             sample = now - self.rtt_time
             self.rtt_seq = None
-        if sample is None:
-            return
-        sample = max(sample, 0.0)
-        if self.srtt is None:
-            self.srtt = sample
-            self.rttvar = sample / 2
+            if sample < 0.0:
+                sample = 0.0
         else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
-            self.srtt = 0.875 * self.srtt + 0.125 * sample
-        self.rto = min(self.cfg.rto_max, max(self.cfg.rto_min, self.srtt + max(0.001, 4 * self.rttvar)))
+            return
+        srtt = self.srtt
+        if srtt is None:
+            srtt = sample
+            var = sample / 2
+        else:
+            d = srtt - sample
+            var = 0.75 * self.rttvar + 0.25 * (d if d >= 0.0 else -d)
+            srtt = 0.875 * srtt + 0.125 * sample
+        self.srtt = srtt
+        self.rttvar = var
+        var *= 4
+        rto = srtt + (var if var > 0.001 else 0.001)
+        cfg = self.cfg
+        self.rto = cfg.rto_min if rto < cfg.rto_min else (cfg.rto_max if rto > cfg.rto_max else rto)
 
     def _arm_rto(self, now: float, restart: bool = False) -> None:
         if self.rto_at is None or restart:
