@@ -17,6 +17,7 @@ import socket
 import sys
 from collections import deque
 
+from reactor import future as _fut
 from reactor import shards
 from reactor.future import Future, _failed, make_ready_future
 
@@ -25,6 +26,7 @@ from .api import accept_result, connected_socket, datagram, socket_address, temp
 __all__ = ["PosixStack"]
 
 HIGH_WATER = 256 * 1024
+COALESCE = 16 * 1024      # writes at least this large wait for the end of the round of tasks
 RECV_SIZE = 128 * 1024
 _TCP_KEEPIDLE = getattr(socket, "TCP_KEEPIDLE", 4)
 _TCP_KEEPINTVL = getattr(socket, "TCP_KEEPINTVL", 5)
@@ -294,6 +296,7 @@ class _PosixSink:
         self.error: BaseException | None = None
         self.space_waiters: list = []
         self.flush_waiters: list = []
+        self.sends = 0              # system calls made (see COALESCE)
 
     def put(self, data) -> Future:
         if self.error is not None:
@@ -301,9 +304,17 @@ class _PosixSink:
         if self.conn.closed:
             return _failed(OSError(errno.EPIPE, "connection closed"))
         self.queue.append(data)
-        self.queued += len(data)
+        n = len(data)
+        self.queued += n
         if not self.writing:
-            self._drain()
+            if n < COALESCE or self.queued >= HIGH_WATER:
+                self._drain()
+            else:
+                # A large write, likely one of many (a bulk sender): send at the end
+                # of this round of tasks, together with whatever the writer adds
+                # meanwhile -- one system call for several chunks.
+                self.writing = True
+                _fut._schedule((self._drain, None))
         if self.error is not None:
             return _failed(self.error)
         if self.queued <= HIGH_WATER:
@@ -321,6 +332,7 @@ class _PosixSink:
             if not pfd._wready:
                 pfd.writable().then_wrapped(self._drain)
                 return
+            self.sends += 1
             try:
                 if len(q) > 1:
                     want = sum(len(b) for b in itertools.islice(q, 64))
