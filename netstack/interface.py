@@ -209,27 +209,38 @@ class Interface:
         flags and timestamp) are merged before TCP sees them -- software GRO, as the
         kernel does -- so TCP state, the ACK decision and the application's wake-up
         happen once per run instead of once per segment."""
-        run = None      # [tcb, seq, next_seq, ack, flags, window, ts, payloads, frames]
+        head = None     # the first data segment of a run (a _fast_tcp answer), its frame
+        run = None      # once a second segment joins: [tcb, seq, ack, flags, window, ts, payloads, frames]
         for f, ok in frames:
             m = self._fast_tcp(f, ok)
-            if m is not None and run is not None and m[0] is run[0] and m[1] == run[2] \
-                    and m[2] == run[3] and m[3] == run[4] and m[4] == run[5] and m[5] == run[6] and m[6]:
-                run[7].append(m[6])
-                run[2] = (run[2] + len(m[6])) & 0xFFFFFFFF
-                run[8].append((f, ok))
-                continue
-            if run is not None:
-                self._flush_run(run, now)
-                run = None
+            if head is not None:
+                if m is not None and m[0] is head[0] and m[1] == nxt and m[2] == head[2] and m[3] == head[3] \
+                        and m[4] == head[4] and m[5] == head[5] and m[6]:
+                    if run is None:
+                        run = [head[0], head[1], head[2], head[3], head[4], head[5], [head[6]], [(hf, hok)]]
+                    run[6].append(m[6])
+                    run[7].append((f, ok))
+                    nxt = (nxt + len(m[6])) & 0xFFFFFFFF
+                    continue
+                if run is None:
+                    self._receive_parsed(head, hf, now, hok)     # a run of one: the common case
+                else:
+                    self._flush_run(run, now)
+                    run = None
+                head = None
             if m is not None and m[6] and (m[3] == 0x10 or m[3] == 0x18):
-                run = [m[0], m[1], (m[1] + len(m[6])) & 0xFFFFFFFF, m[2], m[3], m[4], m[5], [m[6]], [(f, ok)]]
+                head, hf, hok = m, f, ok
+                nxt = (m[1] + len(m[6])) & 0xFFFFFFFF
             else:
                 self._receive_parsed(m, f, now, ok)
-        if run is not None:
-            self._flush_run(run, now)
+        if head is not None:
+            if run is None:
+                self._receive_parsed(head, hf, now, hok)
+            else:
+                self._flush_run(run, now)
 
     def _flush_run(self, run, now: float) -> None:
-        tcb, seq, _next, ack, flags, window, ts, payloads, frames = run
+        tcb, seq, ack, flags, window, ts, payloads, frames = run
         n = len(frames)
         payload = payloads[0] if n == 1 else memoryview(b"".join(payloads))
         if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):

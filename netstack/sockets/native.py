@@ -759,17 +759,15 @@ class _NativeConn(_Waits):
 
 
 class _NativeSource:
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "get")
 
     def __init__(self, conn: _NativeConn) -> None:
         self.conn = conn
+        self.get = conn.get         # a bound method: input_stream calls it directly
 
     @property
     def eof_delivered(self) -> bool:
         return self.conn.eof_delivered
-
-    def get(self) -> Future:
-        return self.conn.get()
 
     def close(self) -> None:
         self.conn.shutdown_input()
