@@ -10,7 +10,10 @@ at a time (scripts/bench/bulk_server.py: discard and source ports), echo both
 ways at once, the 64-byte echo RTT, request/response rate over 64 connections,
 connect + request + close rate with 16 connections in progress (and one at a
 time), and the server's CPU seconds per MB received and per request (from
-/proc/<pid>/stat). Prints absolute numbers and ratios against asyncio. Loads
+/proc/<pid>/stat). Servers are measured round-robin, one sample of everything
+per round, and the table gives the medians of the rounds: this VM's speed
+drifts by up to 2x over minutes, and round-robin spreads a slow phase over all
+rows instead of one. Prints absolute numbers and ratios against asyncio. Loads
 are bounded in count and time. The client shares the 2 cores with the server:
 read the CPU-per-unit columns as the fairer comparison.
 """
@@ -248,7 +251,8 @@ def _server(lab, ns, argv):
     return p
 
 
-def run_one(lab, ns, name, argv, bulk_argv, host, args):
+def run_round(lab, ns, argv, bulk_argv, host, args):
+    """One sample of every measure for one server (fresh server processes)."""
     res = {}
     # bulk, one direction at a time, against the discard / source servers
     # a server's stderr goes to a file: a pipe nobody drains would stall a server
@@ -258,14 +262,10 @@ def run_one(lab, ns, name, argv, bulk_argv, host, args):
     try:
         wait_port(host, p, port=DISCARD)
         bulk_in(host, 8)                          # warm-up
-        ins, outs, cpu_in = [], [], []
-        for _ in range(args.runs):
-            c0 = cpu(p.pid)
-            ins.append(bulk_in(host, args.bulk_mb))
-            cpu_in.append((cpu(p.pid) - c0) / args.bulk_mb)
-            outs.append(bulk_out(host, args.bulk_mb))
-        res["bulk_in"], res["bulk_out"] = statistics.median(ins), statistics.median(outs)
-        res["cpu_per_mb"] = statistics.median(cpu_in)
+        c0 = cpu(p.pid)
+        res["bulk_in"] = bulk_in(host, args.bulk_mb)
+        res["cpu_per_mb"] = (cpu(p.pid) - c0) / args.bulk_mb
+        res["bulk_out"] = bulk_out(host, args.bulk_mb)
     finally:
         netns.popns()
         p.kill()
@@ -276,15 +276,11 @@ def run_one(lab, ns, name, argv, bulk_argv, host, args):
         wait_port(host, p)
         res["echo"] = bulk(host, args.bulk_mb)
         res["rtt"] = rtt(host)
-        rps, cpr, cps = [], [], []
-        for _ in range(args.runs):
-            c0 = cpu(p.pid)
-            r = rate(host, 64, args.seconds)
-            rps.append(r)
-            cpr.append((cpu(p.pid) - c0) / max(1, r * args.seconds))
-            cps.append(conn_rate(host, args.seconds))
-        res["rps"], res["cpu_per_req"] = statistics.median(rps), statistics.median(cpr)
-        res["cps"] = statistics.median(cps)
+        c0 = cpu(p.pid)
+        r = rate(host, 64, args.seconds)
+        res["rps"] = r
+        res["cpu_per_req"] = (cpu(p.pid) - c0) / max(1, r * args.seconds)
+        res["cps"] = conn_rate(host, args.seconds)
         res["cps_seq"] = conn_rate_sequential(host, args.seconds)
     finally:
         netns.popns()
@@ -297,7 +293,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--bulk-mb", type=int, default=256)
-    ap.add_argument("--runs", type=int, default=3, help="medians of this many runs")
+    ap.add_argument("--runs", type=int, default=3, help="medians of this many rounds")
     ap.add_argument("--only", help="comma-separated server names to measure (default: all)")
     ap.add_argument("--shards", action="store_true",
                     help="instead: -c1 vs -c2 of sharded_echo_server.py, native and posix (issue 5)")
@@ -330,16 +326,29 @@ def main():
         if args.only:
             keep = {x.strip() for x in args.only.split(",")}
             cases = [c for c in cases if c[0].split()[0] in keep]
-        for name, argv, bulk_argv, host in cases:
-            try:
-                rows.append((name, run_one(lab, ns, name, argv, bulk_argv, host, args)))
-            except Exception as e:  # noqa: BLE001
-                import traceback
-                traceback.print_exc()
-                rows.append((name, {"error": str(e)[:60]}))
-            print(f"  measured {name}", flush=True)
+        # Round-robin: every round measures every server once, so a slow phase of
+        # this VM (they last minutes) hits all of them alike; medians of the rounds.
+        samples = {c[0]: [] for c in cases}
+        errors = {}
+        for rnd in range(args.runs):
+            for name, argv, bulk_argv, host in cases:
+                if name in errors:
+                    continue
+                try:
+                    samples[name].append(run_round(lab, ns, argv, bulk_argv, host, args))
+                except Exception as e:  # noqa: BLE001
+                    import traceback
+                    traceback.print_exc()
+                    errors[name] = str(e)[:60]
+                print(f"  round {rnd + 1}: measured {name}", flush=True)
+        for name, *_ in cases:
+            if name in errors:
+                rows.append((name, {"error": errors[name]}))
+            else:
+                rows.append((name, {k: statistics.median(x[k] for x in samples[name]) for k in samples[name][0]}))
     base = dict(rows).get("asyncio", {})
-    print(f"\nmedians of {args.runs} runs; bulk {args.bulk_mb} MiB per run, one direction at a time")
+    print(f"\nmedians of {args.runs} rounds (servers measured round-robin); bulk {args.bulk_mb} MiB per run, "
+          f"one direction at a time")
     print(f"{'server':13} {'in MB/s':>8} {'out MB/s':>9} {'echo MB/s':>9} {'RTT us':>7} {'req/s':>7} "
           f"{'conn/s':>7} {'seq c/s':>7} {'CPU-s/MB in':>11} {'CPU us/req':>10}   "
           f"vs asyncio (in, out, rtt, req/s, conn/s)")
