@@ -12,7 +12,11 @@ The output stream batches small writes: they collect in the stream's buffer
 and go to the sink when the buffer reaches its size (8 KiB by default), on
 `flush()`/`close()`, or at the latest when the reactor next drains its run
 queue (an automatic flush, Seastar's "batch flushes"), so an echo loop that
-never calls flush() still answers promptly.
+never calls flush() still answers promptly. A sink that batches by itself
+until the reactor's next poll (the native stack's: a TCP send buffer that
+becomes segments only when the stack next runs) says so with
+`coalescing = True`; the stream then hands every write straight over, since
+the sink does that batching anyway.
 """
 
 from __future__ import annotations
@@ -294,6 +298,7 @@ class output_stream:  # noqa: N801
         self._auto_flush = False
         self._closed = False
         self._error: BaseException | None = None
+        self._direct = getattr(sink, "coalescing", False)
 
     def write(self, data) -> Future:
         """Queue data; the future resolves when it is fine to write again."""
@@ -304,6 +309,15 @@ class output_stream:  # noqa: N801
         v = data.view if data.__class__ is temporary_buffer else _as_view(data)
         if not len(v):
             return make_ready_future()
+        if self._direct and not self._parts:
+            f = self._sink.put(v)
+            state = f._state
+            if state == 1:
+                return f
+            if state == 2:
+                self._error = f._result
+                return f
+            return f.handle_exception(self._fail)
         self._parts.append(v)
         self._pending += len(v)
         if self._pending >= self._size:

@@ -775,6 +775,9 @@ class _NativeSource:
 
 class _NativeSink:
     __slots__ = ("conn", "put", "flush")
+    # put() queues in the TCB's send buffer, which becomes segments only at the
+    # stack's next poll: writes of one round of tasks leave together anyway
+    coalescing = True
 
     def __init__(self, conn: _NativeConn) -> None:
         self.conn = conn
