@@ -262,8 +262,17 @@ class Future:
             f._cb = f._cbarg = f._guard = None
             f._used = False
             return f
-        out = Future()
-        self._attach(_run_then, (fn, out))
+        out = _new_future(Future)
+        out._state = _PENDING
+        out._result = out._cb = out._cbarg = out._guard = None
+        out._used = False
+        if state:                       # ready, but the budget or the depth says: through the queue
+            self._attach(_run_then, (fn, out))
+        else:                           # _attach's pending case, written out: the common one
+            if self._cb is not None or self._used:
+                raise FutureUsedError("future already has a continuation: a future is single use")
+            self._cb = _run_then
+            self._cbarg = (fn, out)
         self._used = True
         return out
 

@@ -685,7 +685,7 @@ class _NativeConn(_Waits):
             return temporary_buffer()
         if tcb.error is not None:
             return tcb.error
-        if tcb.at_eof() or tcb.state is State.CLOSED or tcb.state is State.TIME_WAIT:
+        if (tcb.fin_received and not tcb.rq) or tcb.state is State.CLOSED or tcb.state is State.TIME_WAIT:
             self.eof_delivered = True
             return temporary_buffer()
         return None
