@@ -922,12 +922,10 @@ class Interface:
         closed = State.CLOSED
         for tcb in self.dirty:
             if tcb.state is closed:
+                # a connection ended (_collect changes the set: walk a copy)
+                for tcb in [t for t in self.dirty if t.state is closed]:
+                    self._collect(tcb)
                 break
-        else:
-            tcb = None
-        if tcb is not None:         # (rare) a connection ended: forget it
-            for tcb in list(self.dirty):
-                self._collect(tcb)
         out = self.events[:]
         self.events.clear()
         return out
