@@ -29,7 +29,8 @@ from .arp import NeighbourCache
 from .buffers import Gather
 from .config import InterfaceConfig
 from .ipv4 import Reassembler, fragment
-from .tcp import TCB, Event, IsnGenerator, Listener, State, SynCookies
+from .tcp import TCB, IsnGenerator, Listener, SynCookies
+from .tcp.state import CLOSED, EV_ERROR, EV_READABLE, SYN_SENT
 from .udp import UdpEndpoint
 from .wire import (ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4,
                    IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, ArpRepr, IcmpRepr,
@@ -211,6 +212,8 @@ class Interface:
         happen once per run instead of once per segment."""
         head = None     # the first data segment of a run (a _fast_tcp answer), its frame
         run = None      # once a second segment joins: [tcb, seq, ack, flags, window, ts, payloads, frames]
+        hf = hok = None
+        nxt = 0         # the sequence number that continues the run
         for f, ok in frames:
             m = self._fast_tcp(f, ok)
             if head is not None:
@@ -412,7 +415,7 @@ class Interface:
                 self.drop("icmp_error_no_endpoint")
                 return
             ep.icmp_error(ip.dst, dport, msg.code)
-            self.events.append((ep, Event.ERROR))
+            self.events.append((ep, EV_ERROR))
 
     def _receive_udp(self, ip: Ipv4Repr, data, now: float, csum_ok: bool) -> None:
         udp, payload = UdpRepr.parse(data, ip.src, ip.dst, not csum_ok)
@@ -427,7 +430,7 @@ class Interface:
                 self._send_unreachable(ip, icmpw.UNREACH_PORT, now, data)
             return
         if ep.deliver(ip.src, udp.src_port, ip.dst, payload):
-            self.events.append((ep, Event.READABLE))
+            self.events.append((ep, EV_READABLE))
         else:
             self.drop("udp_queue_full")
 
@@ -770,7 +773,7 @@ class Interface:
             for ip, packets in failed:
                 self.counters["drop_arp_unresolved"] += len(packets)
                 for tcb in self.tcbs.values():
-                    if tcb.remote_ip == ip and tcb.state is State.SYN_SENT:
+                    if tcb.remote_ip == ip and tcb.state is SYN_SENT:
                         tcb._finish(OSError(113, "No route to host"))
                         self._touch(tcb)
         if self.reassembler.pending:
@@ -811,7 +814,7 @@ class Interface:
                 continue
             for seg, payload in tcb.poll(now):
                 self._send_tcp(tcb.remote_ip, seg, payload, now, tcb.mss)
-            if tcb.state is State.CLOSED:
+            if tcb.state is CLOSED:
                 self._collect(tcb)
             self._schedule(tcb)
         out = self.tx
@@ -889,7 +892,7 @@ class Interface:
 
     def _schedule(self, tcb: TCB) -> None:
         """Keep the TCB in the timer heap at its poll_at() (lazy deletion)."""
-        if tcb.state is State.CLOSED:
+        if tcb.state is CLOSED:
             return
         t = tcb.poll_at()
         if t is not None and (tcb.sched_at is None or t < tcb.sched_at):
@@ -904,10 +907,10 @@ class Interface:
         """Wire a new TCB to this interface: its events and user calls come here."""
         tcb.owner = self.dirty.add      # a C call: user calls on the TCB mark it due
         tcb.events = _EventSink(tcb, self.events)
-        tcb.notify_readable = partial(self.events.append, (tcb, Event.READABLE))
+        tcb.notify_readable = partial(self.events.append, (tcb, EV_READABLE))
 
     def _collect(self, tcb: TCB) -> None:
-        if tcb.state is State.CLOSED:
+        if tcb.state is CLOSED:
             k = tcb.four_tuple
             if self.tcbs.get(k) is tcb:
                 del self.tcbs[k]
@@ -919,7 +922,7 @@ class Interface:
                 tcb.rst_pending = None
     def pop_events(self) -> list:
         """[(tcb | listener | udp endpoint, Event | "acceptable")] since the last call."""
-        closed = State.CLOSED
+        closed = CLOSED
         for tcb in self.dirty:
             if tcb.state is closed:
                 # a connection ended (_collect changes the set: walk a copy)

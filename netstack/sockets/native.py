@@ -25,7 +25,8 @@ from reactor.future import Future, _failed, make_ready_future
 
 from ..config import InterfaceConfig, TcpConfig
 from ..interface import Interface
-from ..tcp import Event, State
+from ..tcp.state import (CLOSED, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE,
+                         TIME_WAIT)
 from ..wire import ip_to_bytes, ip_to_str, parse_mac
 from .api import accept_result, connected_socket, datagram, socket_address, temporary_buffer
 
@@ -601,20 +602,20 @@ class _NativeConn(_Waits):
     # events from the TCB
     def on_event(self, ev) -> None:
         tcb = self.tcb
-        if ev is Event.READABLE or ev is Event.PEER_CLOSED:
+        if ev is EV_READABLE or ev is EV_PEER_CLOSED:
             if self.reader is not None:
                 self._deliver()
             if self.waiters:
                 self._wake("read")
-        elif ev is Event.WRITABLE:
+        elif ev is EV_WRITABLE:
             self._pump()
-        elif ev is Event.CONNECTED:
+        elif ev is EV_CONNECTED:
             self._wake("connect")
-        elif ev is Event.ERROR:
+        elif ev is EV_ERROR:
             if self.reader is not None:
                 self._deliver()
             self._wake(None, tcb.error)
-        elif ev is Event.CLOSED:
+        elif ev is EV_CLOSED:
             if self.reader is not None:
                 self._deliver()
             self._wake(None, tcb.error) if tcb.error is not None else self._wake("read")
@@ -659,7 +660,7 @@ class _NativeConn(_Waits):
         return socket_address(ip_to_str(self.tcb.remote_ip), self.tcb.remote_port)
 
     def wait_input_shutdown(self) -> Future:
-        if self.tcb.at_eof() or self.tcb.state is State.CLOSED:
+        if self.tcb.at_eof() or self.tcb.state is CLOSED:
             return make_ready_future()
         return self._wait("read").then(self.wait_input_shutdown)
 
@@ -668,7 +669,7 @@ class _NativeConn(_Waits):
 
     def __del__(self) -> None:
         try:
-            if not self.output_closed and self.tcb.state is not State.CLOSED:
+            if not self.output_closed and self.tcb.state is not CLOSED:
                 self.tcb.close()
         except Exception:  # noqa: BLE001
             pass
@@ -685,7 +686,7 @@ class _NativeConn(_Waits):
             return temporary_buffer()
         if tcb.error is not None:
             return tcb.error
-        if (tcb.fin_received and not tcb.rq) or tcb.state is State.CLOSED or tcb.state is State.TIME_WAIT:
+        if (tcb.fin_received and not tcb.rq) or tcb.state is CLOSED or tcb.state is TIME_WAIT:
             self.eof_delivered = True
             return temporary_buffer()
         return None
@@ -795,7 +796,7 @@ class _NativeUdp(_Waits):
         self.waiters: list = []
 
     def on_event(self, ev) -> None:
-        if ev is Event.READABLE:
+        if ev is EV_READABLE:
             self._wake("read")
 
     def local_address(self) -> socket_address:

@@ -28,12 +28,14 @@ from ..buffers import Gather
 from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 from . import congestion
-from .state import CAN_RECEIVE, CAN_SEND, SYNCHRONIZED, Event, State
+from .state import (CAN_RECEIVE, CAN_SEND, CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, EV_CLOSED, EV_CONNECTED,
+                    EV_ERROR, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, LISTEN,
+                    SYN_RECEIVED, SYN_SENT, SYNCHRONIZED, TIME_WAIT, State)
 
 __all__ = ["TCB", "SendBuffer", "TcpError"]
 
 MAX_WINDOW_SHIFT = 14          # RFC 7323 2.3
-_SENDING_STATES = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+_SENDING_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 DUPACK_THRESHOLD = 3           # RFC 5681 3.2
 PAWS_IDLE = 24 * 24 * 3600     # RFC 7323 5.5: ts_recent is invalid after 24 days idle
 IDLE = ()                      # TCB.fast_output: nothing to send
@@ -126,10 +128,10 @@ class TCB:
         self.local_ip, self.local_port = local_ip, local_port
         self.remote_ip, self.remote_port = remote_ip, remote_port
         self.tx_cache = None    # the interface's per-connection frame constants (Interface._send_fast)
-        self.state = State.CLOSED
+        self.state = CLOSED
         self.events: list = []
         # the fast path's one event, as a C-level call (the Interface rebinds it)
-        self.notify_readable = partial(self.events.append, Event.READABLE)
+        self.notify_readable = partial(self.events.append, EV_READABLE)
         self.error: BaseException | None = None
         self.listener = None
         # send side
@@ -223,10 +225,10 @@ class TCB:
     # ---- opening -------------------------------------------------------------
     def open_active(self, now: float) -> None:
         """connect(): send a SYN."""
-        if self.state is not State.CLOSED:
+        if self.state is not CLOSED:
             raise TcpError(f"connect in state {self.state.value}")
         self._choose_wscale()
-        self._set_state(State.SYN_SENT)
+        self._set_state(SYN_SENT)
         self.snd_nxt = self.iss
         self.ack_now = False
         self._arm_rto(now)
@@ -240,7 +242,7 @@ class TCB:
         self.snd_wnd = syn.window  # never scaled in a SYN (RFC 7323 2.2)
         self.snd_wl1 = syn.seq
         self.max_snd_wnd = self.snd_wnd
-        self._set_state(State.SYN_RECEIVED)
+        self._set_state(SYN_RECEIVED)
         if syn.timestamp is not None and self.ts_ok:
             self.ts_recent = syn.timestamp[0]
             self.ts_recent_age = now
@@ -260,8 +262,8 @@ class TCB:
         self.snd_wnd = self.max_snd_wnd = ack_seg.window
         self.snd_wl1, self.snd_wl2 = ack_seg.seq, ack_seg.ack
         self.syn_acked = True
-        self._set_state(State.ESTABLISHED)
-        self.events.append(Event.CONNECTED)
+        self._set_state(ESTABLISHED)
+        self.events.append(EV_CONNECTED)
 
     def _choose_wscale(self) -> None:
         s = 0
@@ -299,8 +301,8 @@ class TCB:
         if self.error is not None:
             raise self.error
         st = self.state
-        if self.fin_queued or st is not State.ESTABLISHED and st not in CAN_SEND \
-                and st is not State.SYN_SENT and st is not State.SYN_RECEIVED:
+        if self.fin_queued or st is not ESTABLISHED and st not in CAN_SEND \
+                and st is not SYN_SENT and st is not SYN_RECEIVED:
             raise BrokenPipeError(32, "send on a closed connection")
         space = self.send_limit - self.sbuf.size
         n = len(data)
@@ -336,7 +338,7 @@ class TCB:
         self.rq_bytes -= n
         # window update if the window grew by 2 MSS or half the buffer (RFC 9293 3.8.6.2.2)
         st = self.state
-        if st is State.ESTABLISHED or st in CAN_RECEIVE:
+        if st is ESTABLISHED or st in CAN_RECEIVE:
             grown = self.recv_buffer - self.rq_bytes - self.ooo_bytes - self.last_wnd_sent
             if grown >= 2 * self.mss or grown >= self.recv_buffer >> 1:
                 self.ack_now = True
@@ -349,9 +351,9 @@ class TCB:
     def close(self) -> None:
         """Shut down the sending side: FIN after all queued data."""
         st = self.state
-        if st is State.CLOSED:
+        if st is CLOSED:
             return
-        if st is State.SYN_SENT or st is State.LISTEN:
+        if st is SYN_SENT or st is LISTEN:
             self._finish(None)
         elif not self.fin_queued:
             self.fin_queued = True
@@ -371,7 +373,7 @@ class TCB:
 
     def abort(self) -> None:
         """Reset the connection now (RFC 9293 ABORT)."""
-        if self.state in SYNCHRONIZED or self.state is State.SYN_RECEIVED:
+        if self.state in SYNCHRONIZED or self.state is SYN_RECEIVED:
             self.rst_pending = self._seg(self.snd_max, 0, RST)
         self._finish(ConnectionAbortedError(103, "connection aborted"))
         self._changed()
@@ -398,7 +400,7 @@ class TCB:
             self.ack_now = True
 
     def icmp_unreachable(self, code: int) -> None:
-        if self.state is State.SYN_SENT and code in (2, 3):
+        if self.state is SYN_SENT and code in (2, 3):
             self._finish(ConnectionRefusedError(111, "Connection refused"))
 
     # ---- input -----------------------------------------------------------------
@@ -408,7 +410,7 @@ class TCB:
         ESTABLISHED with nothing unusual going on, handled without building a
         TcpRepr. Returns False when the segment needs the full path
         (`on_segment`), having changed nothing."""
-        if self.state is not State.ESTABLISHED or (flags != ACK and flags != ACK | PSH) \
+        if self.state is not ESTABLISHED or (flags != ACK and flags != ACK | PSH) \
                 or seq != self.rcv_nxt or self.ooo or self.in_recovery or self.sacked or self.fin_queued:
             return False
         if ts is not None:
@@ -450,7 +452,7 @@ class TCB:
                 self.rto_at = now + self.rto
             if not self._was_writable and self.send_limit > self.sbuf.size:
                 self._was_writable = True
-                self.events.append(Event.WRITABLE)
+                self.events.append(EV_WRITABLE)
         if plen:
             self.rq.append(payload)
             self.rq_bytes += plen
@@ -468,10 +470,10 @@ class TCB:
         st = self.state
         flags = seg.flags
         self.last_recv = now
-        if st is State.SYN_SENT:
+        if st is SYN_SENT:
             self._on_syn_sent(seg, payload, now)
             return
-        if st is State.CLOSED:
+        if st is CLOSED:
             return
         plen = len(payload)
         seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
@@ -486,14 +488,14 @@ class TCB:
         if not self._acceptable(seg.seq, seglen, wnd):
             if flags & RST:
                 return
-            if st is State.TIME_WAIT and flags & FIN:
+            if st is TIME_WAIT and flags & FIN:
                 self.timewait_at = now + self.cfg.time_wait
             self.ack_now = True
             return
         # 2. RST (RFC 5961 3.2)
         if flags & RST:
             if seg.seq == self.rcv_nxt:
-                if st is State.SYN_RECEIVED and self.listener is not None:
+                if st is SYN_RECEIVED and self.listener is not None:
                     self._finish(None)  # back to LISTEN: just drop this half-open TCB
                 else:
                     self._finish(ConnectionResetError(104, "Connection reset by peer"))
@@ -503,7 +505,7 @@ class TCB:
             return
         # 4. SYN in a synchronized state: challenge ACK (RFC 5961 4.2)
         if flags & SYN:
-            if st is State.SYN_RECEIVED and seg.seq == self.irs:
+            if st is SYN_RECEIVED and seg.seq == self.irs:
                 self.ack_now = True  # a retransmitted SYN: repeat our SYN-ACK
                 self.snd_nxt = self.snd_una
                 return
@@ -513,9 +515,9 @@ class TCB:
         # 5. ACK
         if not flags & ACK:
             return
-        if st is State.SYN_RECEIVED:
+        if st is SYN_RECEIVED:
             if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
-                self._set_state(State.ESTABLISHED)
+                self._set_state(ESTABLISHED)
                 self.syn_acked = True
                 self.snd_una = seq_add(self.snd_una, 1)
                 self.snd_wnd = seg.window << self.snd_wscale
@@ -524,7 +526,7 @@ class TCB:
                 self.retries = 0
                 self.rto_at = None
                 self._rtt_sample_ack(seg, now)
-                self.events.append(Event.CONNECTED)
+                self.events.append(EV_CONNECTED)
                 if self.listener is not None:
                     self.listener.established(self)
             else:
@@ -546,7 +548,7 @@ class TCB:
         if flags & FIN and seq_add(seg.seq, plen) == self.rcv_nxt and not self.fin_received:
             self.fin_received = True
             self.rcv_nxt = seq_add(self.rcv_nxt, 1)
-            if st is State.ESTABLISHED:
+            if st is ESTABLISHED:
                 # The ACK of the peer's FIN waits for the delayed-ACK timer (Linux
                 # does the same: a FIN puts it in pingpong mode), so the
                 # application's close() -- its usual answer to EOF -- sends one
@@ -555,17 +557,17 @@ class TCB:
                     self.delack_at = now + self.cfg.delayed_ack
             else:
                 self.ack_now = True
-            self.events.append(Event.PEER_CLOSED)
-            self.events.append(Event.READABLE)
-            if st is State.ESTABLISHED:
-                self._set_state(State.CLOSE_WAIT)
-            elif st is State.FIN_WAIT_1:
-                self._set_state(State.CLOSING)
-            elif st is State.FIN_WAIT_2:
+            self.events.append(EV_PEER_CLOSED)
+            self.events.append(EV_READABLE)
+            if st is ESTABLISHED:
+                self._set_state(CLOSE_WAIT)
+            elif st is FIN_WAIT_1:
+                self._set_state(CLOSING)
+            elif st is FIN_WAIT_2:
                 self._enter_time_wait(now)
         elif flags & FIN and seq_gt(seq_add(seg.seq, plen), self.rcv_nxt):
             pass  # a FIN beyond a hole: wait for the hole to fill (the peer retransmits)
-        elif st is State.TIME_WAIT and flags & FIN:
+        elif st is TIME_WAIT and flags & FIN:
             self.ack_now = True
             self.timewait_at = now + self.cfg.time_wait
 
@@ -609,16 +611,16 @@ class TCB:
             self._rtt_sample_ack(seg, now)
             self.rto_at = None
             self.retries = 0
-            self._set_state(State.ESTABLISHED)
+            self._set_state(ESTABLISHED)
             self.ack_now = True
-            self.events.append(Event.CONNECTED)
+            self.events.append(EV_CONNECTED)
             if self.send_space():
-                self.events.append(Event.WRITABLE)
+                self.events.append(EV_WRITABLE)
         else:
             # simultaneous open (RFC 9293 3.5, figure 8)
             self.snd_wnd = seg.window
             self.snd_wl1 = seg.seq
-            self._set_state(State.SYN_RECEIVED)
+            self._set_state(SYN_RECEIVED)
             self.snd_nxt = self.iss  # resend our SYN, now with ACK
             self._arm_rto(now)
 
@@ -677,14 +679,14 @@ class TCB:
                 self._arm_rto(now, restart=True)
             if not self._was_writable and self.send_limit > self.sbuf.size:
                 self._was_writable = True
-                self.events.append(Event.WRITABLE)
+                self.events.append(EV_WRITABLE)
             if fin_acked:
-                if st is State.FIN_WAIT_1:
-                    self._set_state(State.FIN_WAIT_2)
-                elif st is State.CLOSING:
+                if st is FIN_WAIT_1:
+                    self._set_state(FIN_WAIT_2)
+                elif st is CLOSING:
                     self._enter_time_wait(now)
                     return True
-                elif st is State.LAST_ACK:
+                elif st is LAST_ACK:
                     self._finish(None)
                     return False
         elif ack == una and seq_sub(self.snd_max, una) > 0 and not plen \
@@ -855,7 +857,7 @@ class TCB:
             if had_ooo:
                 self._drain_ooo()
                 self.ack_now = True  # filling a hole: ACK at once (RFC 5681 4.2)
-            self.events.append(Event.READABLE)
+            self.events.append(EV_READABLE)
             self.unacked_segments += 1
             if self.unacked_segments >= 2 or len(payload) > self.mss:
                 self.ack_now = True  # every second full segment (RFC 5681 4.2)
@@ -956,7 +958,7 @@ class TCB:
         return int(now * 1000) & MASK
 
     def _enter_time_wait(self, now: float) -> None:
-        self._set_state(State.TIME_WAIT)
+        self._set_state(TIME_WAIT)
         self.timewait_at = now + self.cfg.time_wait
         self.rto_at = None
         self.persist_at = None
@@ -964,16 +966,16 @@ class TCB:
 
     def _finish(self, error: BaseException | None) -> None:
         """The connection is gone: CLOSED, timers off, events out."""
-        if self.state is State.CLOSED and self.error is not None:
+        if self.state is CLOSED and self.error is not None:
             return
-        self._set_state(State.CLOSED)
+        self._set_state(CLOSED)
         self.rto_at = self.delack_at = self.persist_at = self.keepalive_at = self.timewait_at = None
         if error is not None:
             self.error = error
-            self.events.append(Event.ERROR)
-            self.events.append(Event.READABLE)
-            self.events.append(Event.WRITABLE)
-        self.events.append(Event.CLOSED)
+            self.events.append(EV_ERROR)
+            self.events.append(EV_READABLE)
+            self.events.append(EV_WRITABLE)
+        self.events.append(EV_CLOSED)
 
     def _fin_seq(self):
         """The sequence number of our FIN (once all data is queued behind it)."""
@@ -991,7 +993,7 @@ class TCB:
                 t = x
         if self._can_send_data() or self._fin_to_send():
             return 0.0
-        if self.keepalive and self.state is State.ESTABLISHED and self.keepalive_at is None:
+        if self.keepalive and self.state is ESTABLISHED and self.keepalive_at is None:
             return self.last_recv + self.keepalive_idle
         return t
 
@@ -1000,8 +1002,8 @@ class TCB:
 
     def _fin_to_send(self) -> bool:
         """All data is sent and the FIN is due (first time, or again after an RTO)."""
-        if not self.fin_queued or self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1,
-                                                      State.CLOSING, State.LAST_ACK):
+        if not self.fin_queued or self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1,
+                                                      CLOSING, LAST_ACK):
             return False
         return self.snd_nxt == self._fin_seq()
 
@@ -1036,7 +1038,7 @@ class TCB:
             out.append((self.rst_pending, b""))
             self.rst_pending = None
         st = self.state
-        if st is State.CLOSED:
+        if st is CLOSED:
             return out
         # timers
         if self.timewait_at is not None and now >= self.timewait_at:
@@ -1044,31 +1046,31 @@ class TCB:
             return out
         if self.rto_at is not None and now >= self.rto_at:
             self._on_rto(now)
-            if self.state is State.CLOSED:
+            if self.state is CLOSED:
                 return out
         if self.delack_at is not None and now >= self.delack_at:
             self.ack_now = True
         if self.persist_at is not None and now >= self.persist_at:
             self._on_persist(now, out)
-        if self.keepalive and self.state is State.ESTABLISHED:
+        if self.keepalive and self.state is ESTABLISHED:
             self._keepalive(now, out)
-            if self.state is State.CLOSED:
+            if self.state is CLOSED:
                 return out
         st = self.state
-        if st is State.SYN_SENT:
+        if st is SYN_SENT:
             if self.snd_nxt == self.iss:
                 out.append((self._syn(False, now), b""))
                 # time the SYN for the first RTT sample, unless it is a retransmission (Karn)
                 self.rtt_seq, self.rtt_time = (self.iss, now) if self.retries == 0 else (None, 0.0)
                 self._sent(self.iss, 1, now)
             return out
-        if st is State.SYN_RECEIVED:
+        if st is SYN_RECEIVED:
             if self.snd_nxt == self.iss or self.ack_now:
                 out.append((self._syn(True, now), b""))
                 self._sent(self.iss, 1, now)
                 self.ack_now = False
             return out
-        if st is State.TIME_WAIT:
+        if st is TIME_WAIT:
             if self.ack_now:
                 out.append((self._ack_seg(self.snd_max, ACK, now), b""))
             return out
@@ -1090,10 +1092,10 @@ class TCB:
             fin = self._fin_seq()
             out.append((self._ack_seg(fin, FIN | ACK, now), b""))
             self._sent(fin, 1, now)
-            if self.state is State.ESTABLISHED:
-                self._set_state(State.FIN_WAIT_1)
-            elif self.state is State.CLOSE_WAIT:
-                self._set_state(State.LAST_ACK)
+            if self.state is ESTABLISHED:
+                self._set_state(FIN_WAIT_1)
+            elif self.state is CLOSE_WAIT:
+                self._set_state(LAST_ACK)
         # zero window: arm the persist timer (RFC 9293 3.8.6.1)
         if self.snd_wnd == 0 and len(self.sbuf) > seq_sub(self.snd_nxt, self.snd_una) and \
                 self.rto_at is None and self.persist_at is None:
@@ -1202,12 +1204,12 @@ class TCB:
         or None having changed nothing (then poll() decides). Call again while
         data is waiting."""
         st = self.state
-        if (st is not State.ESTABLISHED and st is not State.CLOSE_WAIT) or self.rst_pending is not None \
+        if (st is not ESTABLISHED and st is not CLOSE_WAIT) or self.rst_pending is not None \
                 or self.ooo or self.fin_queued \
                 or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
                 or (self.rto_at is not None and now >= self.rto_at):
             return None
-        keepalive = self.keepalive and st is State.ESTABLISHED     # as in poll(): probes only there
+        keepalive = self.keepalive and st is ESTABLISHED     # as in poll(): probes only there
         if keepalive and now - self.last_recv >= self.keepalive_idle:
             return None
         seq = self.snd_nxt
@@ -1279,18 +1281,18 @@ class TCB:
 
     def _on_rto(self, now: float) -> None:
         st = self.state
-        limit = self.cfg.syn_retries if st in (State.SYN_SENT, State.SYN_RECEIVED) else self.cfg.max_retries
+        limit = self.cfg.syn_retries if st in (SYN_SENT, SYN_RECEIVED) else self.cfg.max_retries
         self.retries += 1
         self.stats["timeouts"] += 1
         if self.retries > limit:
-            if st is State.SYN_RECEIVED and self.listener is not None:
+            if st is SYN_RECEIVED and self.listener is not None:
                 self._finish(None)
             else:
                 self._finish(TimeoutError(110, "Connection timed out"))
             return
         self.rto = min(self.cfg.rto_max, self.rto * 2)   # back off (RFC 6298 5.5)
         self.rto_at = now + self.rto
-        if st in (State.SYN_SENT, State.SYN_RECEIVED):
+        if st in (SYN_SENT, SYN_RECEIVED):
             self.snd_nxt = self.iss
             return
         flight = seq_sub(self.snd_max, self.snd_una)
