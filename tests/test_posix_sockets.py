@@ -111,10 +111,10 @@ def test_write_future_applies_backpressure(reactor):
     srv.close()
 
 
-def test_large_writes_in_one_round_share_a_system_call(reactor):
-    """A bulk writer's 64 KiB chunks written in the same round of tasks go out
-    together (one sendmsg for several); small writes are sent at once; every
-    byte arrives, in order."""
+def test_writes_of_one_round_share_a_system_call(reactor):
+    """Writes of one round of tasks go out together at its end (one sendmsg for a
+    bulk writer's three 64 KiB chunks, one for two small writes); every byte
+    arrives, in order."""
     srv = listen(make_ipv4_address(("127.0.0.1", 0)))
     port = srv.local_address().port
     chunks = [bytes([i]) * 65536 for i in range(3)]
@@ -130,22 +130,25 @@ def test_large_writes_in_one_round_share_a_system_call(reactor):
             return inp.read().then(more)
         return inp.read().then(more)
 
-    def client(s):
+    async def client(s):
         s._impl.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)   # room for all three
         out = s.output(65536)
         sink = out._sink
-        fs = [out.write(c) for c in chunks]    # queued: none resolved by a send yet
-        assert sink.sends == 0 and all(f.available() for f in fs)
-        def flushed():
-            n = sink.sends
-            assert sink.put(b"tail").available() and sink.sends == n + 1    # a small write goes at once
-            return out.close().then(lambda: n)
-        return out.flush().then(flushed)
+        fs = [out.write(c) for c in chunks]
+        assert sink.sends == 0 and all(f.available() for f in fs)     # queued, nothing sent yet
+        await out.flush()
+        big = sink.sends
+        fs = [out.write(b"ta"), out.write(b"il")]
+        assert sink.sends == big and all(f.available() for f in fs)
+        await out.flush()
+        small = sink.sends - big
+        await out.close()
+        return big, small
     done = srv.accept().then(serve)
     sends = reactor.run(lambda: connect(make_ipv4_address(("127.0.0.1", port))).then(client))
     reactor.run(done)
     assert bytes(got) == b"".join(chunks) + b"tail"
-    assert sends == 1
+    assert sends == (1, 1)
     srv.close()
 
 

@@ -2,8 +2,9 @@
 
 Every operation is tried first and waits for readiness only after EAGAIN
 (edge-triggered `PollableFd`). Output goes through a queue drained with
-`sendmsg` (one system call for many buffers); `put()` resolves once the
-queue is below its high-water mark, which is the stream's backpressure.
+`sendmsg` at the end of the round of tasks that wrote it (one system call
+for every buffer written in that round); `put()` resolves once the queue is
+below its high-water mark, which is the stream's backpressure.
 With more than one shard every listening socket sets SO_REUSEPORT so that
 each shard can listen on the same port and the kernel spreads connections.
 """
@@ -26,7 +27,6 @@ from .api import accept_result, connected_socket, datagram, socket_address, temp
 __all__ = ["PosixStack"]
 
 HIGH_WATER = 256 * 1024
-COALESCE = 16 * 1024      # writes at least this large wait for the end of the round of tasks
 RECV_SIZE = 128 * 1024
 _TCP_KEEPIDLE = getattr(socket, "TCP_KEEPIDLE", 4)
 _TCP_KEEPINTVL = getattr(socket, "TCP_KEEPINTVL", 5)
@@ -288,6 +288,10 @@ class _PosixSource:
 
 
 class _PosixSink:
+    # puts collect until the end of the round of tasks (see put): output_stream
+    # hands writes straight over instead of batching them itself
+    coalescing = True
+
     def __init__(self, conn: _PosixConn) -> None:
         self.conn = conn
         self.queue: deque = deque()
@@ -296,7 +300,7 @@ class _PosixSink:
         self.error: BaseException | None = None
         self.space_waiters: list = []
         self.flush_waiters: list = []
-        self.sends = 0              # system calls made (see COALESCE)
+        self.sends = 0              # system calls made
 
     def put(self, data) -> Future:
         if self.error is not None:
@@ -304,15 +308,14 @@ class _PosixSink:
         if self.conn.closed:
             return _failed(OSError(errno.EPIPE, "connection closed"))
         self.queue.append(data)
-        n = len(data)
-        self.queued += n
+        self.queued += len(data)
         if not self.writing:
-            if n < COALESCE or self.queued >= HIGH_WATER:
+            if self.queued >= HIGH_WATER:
                 self._drain()
             else:
-                # A large write, likely one of many (a bulk sender): send at the end
-                # of this round of tasks, together with whatever the writer adds
-                # meanwhile -- one system call for several chunks.
+                # Send at the end of this round of tasks, with whatever else is
+                # written meanwhile: one system call for all of it (a bulk sender's
+                # chunks, a response written in pieces).
                 self.writing = True
                 _fut._schedule((self._drain, None))
         if self.error is not None:
