@@ -3,7 +3,7 @@
 and trio servers on kernel sockets -- all in one network namespace created
 (and removed) by this script, all in the same run.
 
-    sudo .venv/bin/python scripts/bench/net.py [--seconds 3] [--bulk-mb 256] [--runs 3]
+    sudo .venv/bin/python scripts/bench/net.py [--seconds 3] [--bulk-mb 1024] [--runs 3]
 
 Measures, per server: bulk kernel -> server and server -> kernel, one direction
 at a time (scripts/bench/bulk_server.py: discard and source ports), echo both
@@ -292,7 +292,7 @@ def run_round(lab, ns, argv, bulk_argv, host, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--bulk-mb", type=int, default=256)
+    ap.add_argument("--bulk-mb", type=int, default=1024, help="MiB per bulk run (a 256 MiB run lasts ~70 ms here: too short to be steady)")
     ap.add_argument("--runs", type=int, default=3, help="medians of this many rounds")
     ap.add_argument("--only", help="comma-separated server names to measure (default: all)")
     ap.add_argument("--shards", action="store_true",
