@@ -100,6 +100,10 @@ class _EventSink:
         return False
 
 
+def _ignore_event() -> None:
+    return None
+
+
 def _parse_quoted_ipv4(inner):
     """The IP header quoted in an ICMP error, whose datagram is cut after 8 bytes
     of its payload (so total length is not checked against what is there)."""
@@ -920,12 +924,18 @@ class Interface:
             if tcb.rst_pending is not None:
                 self._send_tcp(tcb.remote_ip, tcb.rst_pending, b"", 0.0)
                 tcb.rst_pending = None
+            # _adopt's hooks refer to the TCB itself: cut those reference cycles, so
+            # a finished connection is freed when its last user lets go of it
+            # instead of waiting for (and paying for) the cyclic GC
+            tcb.events = []
+            tcb.notify_readable = _ignore_event
+
     def pop_events(self) -> list:
         """[(tcb | listener | udp endpoint, Event | "acceptable")] since the last call."""
         closed = CLOSED
         for tcb in self.dirty:
             if tcb.state is closed:
-                # a connection ended (_collect changes the set: walk a copy)
+                # a connection ended: forget the closed ones (the outer loop stops here)
                 for tcb in [t for t in self.dirty if t.state is closed]:
                     self._collect(tcb)
                 break
