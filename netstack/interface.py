@@ -133,6 +133,7 @@ class Interface:
         self.tcbs: dict[tuple, TCB] = {}
         self._timers: list = []           # heap of (time, n, tcb): when a TCB wants poll()
         self._timer_n = 0
+        self._stale_timers = 0            # entries of forgotten TCBs still in the heap (roughly)
         self.listeners: dict[int, Listener] = {}
         self.udp: dict[int, UdpEndpoint] = {}
         self.events: list = []
@@ -929,6 +930,16 @@ class Interface:
             # instead of waiting for (and paying for) the cyclic GC
             tcb.events = []
             tcb.notify_readable = _ignore_event
+            # Its timer-heap entry is stale now, but it holds the TCB until its time
+            # comes, which for a keepalive timer is hours: compact the heap once
+            # such entries are half of it.
+            if tcb.sched_at is not None:
+                tcb.sched_at = None
+                self._stale_timers += 1
+                if self._stale_timers > 64 and self._stale_timers * 2 > len(self._timers):
+                    self._timers = [e for e in self._timers if e[2].sched_at == e[0]]
+                    heapq.heapify(self._timers)
+                    self._stale_timers = 0
 
     def pop_events(self) -> list:
         """[(tcb | listener | udp endpoint, Event | "acceptable")] since the last call."""

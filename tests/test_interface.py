@@ -4,7 +4,7 @@ from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, fragment, raw
 
 from netstack.config import InterfaceConfig
 from netstack.interface import Interface
-from netstack.tcp import TCB
+from netstack.tcp import TCB, State
 from netstack.testing import LinkPair
 from netstack.wire import ip_to_bytes
 
@@ -521,3 +521,56 @@ def test_tso_frames_from_the_fast_path_equal_the_general_path():
     assert [len(f[4]) for f in frames[0]] == [64000, 38400]
     assert all(f[3] == s.mss and f[1:3] == (34, 16) for f in frames[0])
     assert kinds[0][1] is Gather and kinds[0][0] is not Gather   # the second frame spans both chunks
+
+
+def test_a_finished_connection_is_freed_without_the_cyclic_gc():
+    """Once both sides have closed and the interface forgot the TCB, dropping the
+    last reference frees it at once: no reference cycle (hook -> TCB) is left for
+    the cyclic GC, which a connection-heavy server paid ~9% of its CPU for."""
+    import gc
+    import weakref
+    gc.collect()
+    gc.disable()
+    try:
+        lp = LinkPair.make()
+        lst = lp.b.tcp_listen(80)
+        c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
+        lp.run_until(lambda: lst.accept_queue)
+        s = lst.accept()
+        c.send(b"hello")
+        lp.run_until(lambda: s.recv_available() == 5)
+        assert s.recv() == b"hello"
+        c.close()
+        lp.run_until(lambda: s.at_eof())
+        s.close()
+        lp.run_until(lambda: not lp.b.tcbs and not lp.a.tcbs)
+        lp.b.pop_events()
+        ref = weakref.ref(s)
+        del s, c, lst, lp       # the interfaces too (their timer heaps may still name it)
+        assert ref() is None, gc.get_referrers(ref())
+    finally:
+        gc.enable()
+
+
+def test_forgotten_connections_do_not_stay_in_the_timer_heap():
+    """A closed connection's timer entry (a keepalive: hours ahead) must not keep
+    the TCB alive until then. Its entry turns stale when the interface forgets it,
+    and stale entries behind a live one are compacted away."""
+    import weakref
+    from netstack.tcp import TCB
+    i = make()
+    live = TCB(i.cfg.tcp, i.ip, 80, ip_to_bytes(PEER), 1, 1, 0.0)
+    i._adopt(live)
+    i._push_timer(live, 10.0)                       # a live entry heads the heap
+    refs = []
+    for port in range(2, 302):
+        t = TCB(i.cfg.tcp, i.ip, 80, ip_to_bytes(PEER), port, 1, 0.0)
+        i._adopt(t)
+        i._push_timer(t, 7200.0 + port)             # its keepalive
+        t.state = State.CLOSED                      # the connection ended ...
+        i._collect(t)                               # ... and the interface forgets it
+        refs.append(weakref.ref(t))
+        del t
+    assert len(i._timers) <= 2 * 64 + 2
+    assert sum(r() is not None for r in refs) <= 2 * 64 + 1    # the others are freed
+    assert i.poll_at() == 10.0 and live.sched_at == 10.0

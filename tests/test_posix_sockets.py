@@ -239,3 +239,34 @@ def test_input_stream_eof_after_a_read_that_had_to_wait(reactor):
     reactor.run(lambda: when_all_succeed(server_side(), client_side()))
     assert seen == [(b"hi", False), (b"", True), (b"", True)]
     srv.close()
+
+
+def test_a_connection_the_application_drops_closes_without_the_cyclic_gc(reactor):
+    """Its socket is closed when the last reference goes (the fd is not held until
+    the cyclic GC runs, which under load meant thousands of open fds)."""
+    import gc
+    import weakref
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)))
+    port = srv.local_address().port
+    refs = []
+
+    def serve(ar):
+        s = ar.connection
+        refs.append(weakref.ref(s._impl))
+        inp, out = s.input(), s.output()
+        return inp.read().then(lambda b: out.write(bytes(b))).then(out.close)
+
+    def client(s):
+        out, inp = s.output(), s.input()
+        return out.write(b"ping").then(out.flush).then(inp.read).then(lambda b: bytes(b))
+    gc.collect()
+    gc.disable()
+    try:
+        done = srv.accept().then(serve)
+        assert reactor.run(lambda: connect(make_ipv4_address(("127.0.0.1", port))).then(client)) == b"ping"
+        reactor.run(done)
+        del done
+        assert refs and refs[0]() is None
+    finally:
+        gc.enable()
+    srv.close()

@@ -451,6 +451,21 @@ def test_keepalive_probes_and_timeout():
     assert t.state is State.CLOSED and isinstance(t.error, TimeoutError)
 
 
+def test_keepalive_probe_goes_at_the_time_poll_at_names():
+    """poll_at() says last_recv + idle; at that very time the probe must go, even
+    where `now - last_recv` rounds to just below idle (here 99.999999999999):
+    a timer due by one test and not by the other fired again and again, sending
+    nothing (a livelock on a manual clock, a spin on a real one)."""
+    t = established()
+    t.set_keepalive(True, idle=100.0, interval=2, count=3)
+    t.last_recv = 8100.084000000014
+    due = t.poll_at()
+    assert due == 8200.084000000013 and due - t.last_recv < 100.0
+    ((s, p),) = recv(t, due)
+    assert s.seq == ISS and p == b""
+    assert t.poll_at() == due + 2      # the next probe, one interval on
+
+
 def test_keepalive_answer_resets_probing():
     t = established()
     t.set_keepalive(True, idle=10, interval=2, count=3)

@@ -16,6 +16,7 @@ import itertools
 import os
 import socket
 import sys
+import weakref
 from collections import deque
 
 from reactor import future as _fut
@@ -156,16 +157,18 @@ class _PosixConn:
         self.closed = False
         self.nodelay = False
         self.keepalive = False
-        self.refs = 0
-        self._sink = None
+        self._sink = None       # weakref to the one sink (a strong one would be a cycle:
+                                # the socket would close only when the cyclic GC ran)
 
     def source(self):
         return _PosixSource(self)
 
     def sink(self):
-        if self._sink is None:
-            self._sink = _PosixSink(self)
-        return self._sink
+        sink = self._sink() if self._sink is not None else None
+        if sink is None:
+            sink = _PosixSink(self)
+            self._sink = weakref.ref(sink)
+        return sink
 
     def shutdown_input(self) -> None:
         try:

@@ -1210,7 +1210,7 @@ class TCB:
                 or (self.rto_at is not None and now >= self.rto_at):
             return None
         keepalive = self.keepalive and st is ESTABLISHED     # as in poll(): probes only there
-        if keepalive and now - self.last_recv >= self.keepalive_idle:
+        if keepalive and now >= self.last_recv + self.keepalive_idle:     # as _keepalive() decides
             return None
         seq = self.snd_nxt
         offset = (seq - self.snd_una) & MASK
@@ -1320,11 +1320,14 @@ class TCB:
         self.persist_at = now + min(self.cfg.rto_max, max(self.rto, self.cfg.rto_min) * (2 ** self.persist_backoff))
 
     def _keepalive(self, now: float, out: list) -> None:
-        idle = now - self.last_recv
-        if self.keepalive_probes and idle < self.keepalive_idle:
+        # `now < last_recv + idle`, the very sum poll_at() reports: written as
+        # `now - last_recv < idle` it can differ in the last bit, and a timer due
+        # by one test and not by the other fires again and again without a probe
+        active = now < self.last_recv + self.keepalive_idle
+        if self.keepalive_probes and active:
             self.keepalive_probes = 0
             self.keepalive_at = None
-        if idle < self.keepalive_idle:
+        if active:
             self.keepalive_at = None
             return
         if self.keepalive_at is None or now >= self.keepalive_at:
