@@ -248,15 +248,18 @@ class _PosixSource:
                     # A short read drained the socket: wait for the next epoll edge
                     # instead of paying for a recv that would fail with EAGAIN (edges
                     # that come after this read are still delivered by the next
-                    # epoll_wait).
-                    pfd.clear_readable()
+                    # epoll_wait). (PollableFd.clear_readable, written out.)
+                    if not pfd._hup:
+                        pfd._rready = False
                 elif not data:
                     self.eof_delivered = True
                 return make_ready_future(temporary_buffer(data))
         # Wait: the reactor calls _readable when the edge comes, which reads and
         # resolves this future with the data (no second trip through get()).
         f = self._reader = Future()
-        pfd.on_readable(self._readable)
+        if pfd._rwait is not None:      # PollableFd.on_readable, written out
+            raise RuntimeError("already waiting for readability on this fd")
+        pfd._rwait = self._readable
         return f
 
     def _readable(self, exc) -> None:
@@ -281,7 +284,9 @@ class _PosixSource:
             f._set_exception(OSError(e.errno, e.strerror))
             return
         if 0 < len(data) < RECV_SIZE:
-            c.pfd.clear_readable()
+            pfd = c.pfd
+            if not pfd._hup:            # PollableFd.clear_readable, written out
+                pfd._rready = False
         elif not data:
             self.eof_delivered = True
         f._set_value(temporary_buffer(data))
