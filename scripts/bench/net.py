@@ -368,16 +368,19 @@ def main():
 
 def shards_main(args):
     """req/s and server CPU per request, -c1 vs -c2, native and posix. The load
-    generator shares the 2 cores: read CPU per request beside throughput."""
+    generator shares the 2 cores: read CPU per request beside throughput.
+    Configurations are measured round-robin (one run each per round), medians
+    of the rounds, as in the main table."""
     ex = os.path.join(ROOT, "examples", "tutorial", "sharded_echo_server.py")
     py = sys.executable
-    rows = []
+    configs = [(stack, c) for stack in ("native", "native-mq", "posix") for c in (1, 2)]
+    samples = {k: [] for k in configs}     # (req/s, CPU per request, forwarded share or None)
     with NetLab("benchc") as lab:
         ns = lab.ns("benchc")
         lab.tap(ns, "tap0", f"{KERNEL}/24")
         lab.tap(ns, "tapm", "198.51.100.1/24", multi_queue=True)
-        for stack in ("native", "native-mq", "posix"):
-            for c in (1, 2):
+        for rnd in range(args.runs):
+            for stack, c in configs:
                 argv = [py, ex, f"-c{c}", "--network-stack", stack.split("-")[0], "--print-net-stats"]
                 host = KERNEL
                 if stack == "native":
@@ -394,13 +397,9 @@ def shards_main(args):
                 try:
                     wait_port(host, p)
                     pids = [p.pid] + [int(x) for x in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
-                    rs, cprs = [], []
-                    for _ in range(args.runs):
-                        c0 = sum(cpu(x) for x in pids)
-                        r = rate(host, 64, args.seconds)
-                        rs.append(r)
-                        cprs.append((sum(cpu(x) for x in pids) - c0) / max(1, r * args.seconds))
-                    rows.append((stack, c, statistics.median(rs), statistics.median(cprs)))
+                    c0 = sum(cpu(x) for x in pids)
+                    r = rate(host, 64, args.seconds)
+                    cpr = (sum(cpu(x) for x in pids) - c0) / max(1, r * args.seconds)
                 finally:
                     netns.popns()
                     p.send_signal(2)
@@ -413,18 +412,21 @@ def shards_main(args):
                     err = errf.read()
                 stats = [json.loads(line[len("net-stats "):]) for line in err.splitlines()
                          if line.startswith("net-stats ") and "device_forwarded" in line]
+                fwd = None
                 if stats:
-                    fwd = sum(st.get("device_forwarded", 0) for st in stats)
+                    f = sum(st.get("device_forwarded", 0) for st in stats)
                     total = sum(st.get("device_kept", 0) + st.get("device_forwarded", 0) for st in stats)
-                    rows[-1] += (fwd / max(1, total),)
-                print(f"  measured {stack} -c{c}", flush=True)
-    print(f"\nmedians of {args.runs} runs of {args.seconds:g} s")
+                    fwd = f / max(1, total)
+                samples[(stack, c)].append((r, cpr, fwd))
+                print(f"  round {rnd + 1}: measured {stack} -c{c}", flush=True)
+    print(f"\nmedians of {args.runs} rounds of {args.seconds:g} s (configurations round-robin)")
     print(f"{'stack':10} {'shards':>6} {'req/s (64c)':>12} {'server CPU us/req':>18} {'frames forwarded':>17}")
-    for row in rows:
-        stack, c, r, cpr = row[:4]
-        fwd = f"{row[4] * 100:.0f}%" if len(row) > 4 else "-"
+    for (stack, c), xs in samples.items():
+        r = statistics.median(x[0] for x in xs)
+        cpr = statistics.median(x[1] for x in xs)
+        fw = [x[2] for x in xs if x[2] is not None]
+        fwd = f"{statistics.median(fw) * 100:.0f}%" if fw else "-"
         print(f"{stack:10} {c:>6} {r:12.0f} {cpr * 1e6:18.1f} {fwd:>17}")
-
 
 if __name__ == "__main__":
     main()
