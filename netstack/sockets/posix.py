@@ -28,6 +28,7 @@ from .api import accept_result, connected_socket, datagram, socket_address, temp
 __all__ = ["PosixStack"]
 
 HIGH_WATER = 256 * 1024
+_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)
 RECV_SIZE = 128 * 1024
 _TCP_KEEPIDLE = getattr(socket, "TCP_KEEPIDLE", 4)
 _TCP_KEEPINTVL = getattr(socket, "TCP_KEEPINTVL", 5)
@@ -346,8 +347,9 @@ class _PosixSink:
             self.sends += 1
             try:
                 if len(q) > 1:
-                    want = sum(len(b) for b in itertools.islice(q, 64))
-                    n = sock.sendmsg(list(itertools.islice(q, 64)))
+                    bufs = list(itertools.islice(q, _IOV_MAX))     # every piece written this round
+                    want = sum(map(len, bufs))
+                    n = sock.sendmsg(bufs)
                 else:
                     want = len(q[0])
                     n = sock.send(q[0])
