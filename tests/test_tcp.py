@@ -328,6 +328,36 @@ def test_zero_window_persist_probe():
     assert s.seq == ISS + 2 and p == b"p" * 9
 
 
+def test_window_closed_under_data_in_flight():
+    """Data went out, then the peer's window closed without acknowledging it (its
+    buffer filled and it dropped our segments). Our pure ACKs must carry a
+    sequence number the peer accepts with a zero window (SEQ = its RCV.NXT =
+    our SND.UNA), not SND.MAX, which it drops unread; and once an RTO has rewound
+    and the window lets nothing go, the persist timer probes instead of RTOs
+    that send nothing. (Both seen together as a two-process deadlock over the ring.)"""
+    t = established()
+    t.send(b"d" * 3000)
+    out = recv(t, 0.0)
+    assert sum(len(p) for _s, p in out) == 3000 and t.snd_max == ISS + 1 + 3000
+    # the peer has taken nothing of it, and its window is now closed; its data arrives
+    send(t, seg(IRS + 1, ISS + 1, ACK | PSH, window=0), b"reply", 0.01)
+    t.recv()
+    t.ack_now = True
+    ((s, p),) = recv(t, 0.01)
+    assert s.flags == ACK and p == b"" and s.seq == ISS + 1 and s.ack == IRS + 1 + 5
+    # the RTO fires: nothing can go, so the persist timer takes over from it
+    rto = t.rto_at
+    assert rto is not None
+    recv_nothing(t, rto)
+    assert t.rto_at is None and t.persist_at is not None
+    ((s, p),) = recv(t, t.persist_at)       # a one-byte probe of the window
+    assert s.seq == ISS + 1 and p == b"d"
+    # the window opens: sending resumes from the first byte the peer lacks
+    send(t, seg(IRS + 6, ISS + 2, window=64000), b"", t.persist_at or 30.0)
+    out = recv(t, 30.0)
+    assert out and out[0][0].seq == ISS + 2
+
+
 def test_send_buffer_limit_is_backpressure():
     t = established(send_buffer=5000)
     assert t.send(b"x" * 8000) == 5000

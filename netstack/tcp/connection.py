@@ -1096,17 +1096,29 @@ class TCB:
                 self._set_state(FIN_WAIT_1)
             elif self.state is CLOSE_WAIT:
                 self._set_state(LAST_ACK)
-        # zero window: arm the persist timer (RFC 9293 3.8.6.1)
+        # zero window with nothing in flight (none sent yet, or an RTO rewound
+        # snd_nxt and the window lets nothing go again): the persist timer probes
+        # (RFC 9293 3.8.6.1). The RTO stands down: it has nothing to time, and its
+        # retries would end a connection whose peer only has a full buffer.
         if self.snd_wnd == 0 and len(self.sbuf) > seq_sub(self.snd_nxt, self.snd_una) and \
-                self.rto_at is None and self.persist_at is None:
+                self.snd_nxt == self.snd_una and self.persist_at is None:
+            self.rto_at = None
             self.persist_at = now + max(self.rto, self.cfg.rto_min)
         if self.ack_now:
-            # A pure ACK carries the highest sequence number sent: after an RTO
-            # snd_nxt is rewound, and an ACK numbered below what the peer has
-            # already received would be dropped as old (both sides retransmitting
-            # at once would then never hear each other's acknowledgements).
-            out.append((self._ack_seg(self.snd_max, ACK, now), b""))
+            out.append((self._ack_seg(self._ack_seq(), ACK, now), b""))
         return out
+
+    def _ack_seq(self) -> int:
+        """The sequence number of a pure ACK: the highest sent (after an RTO
+        snd_nxt is rewound, and an ACK numbered below what the peer already has
+        would be dropped as old: both sides retransmitting at once would never
+        hear each other's acknowledgements) -- but never past the peer's window:
+        with its window at zero the peer accepts only SEQ = RCV.NXT, and an ACK
+        beyond it is dropped unread (RFC 9293 3.10.7.4; Linux's
+        tcp_acceptable_seq does the same). Seen as a deadlock: data sent into a
+        window that then closed, the ACKs of the other direction all dropped."""
+        end = (self.snd_una + self.snd_wnd) & MASK
+        return self.snd_max if ((end - self.snd_max) & MASK) < HALF else end
 
     def _next_hole(self, start: int):
         """The first unacked, un-SACKed sequence number at or after start that
@@ -1244,6 +1256,8 @@ class TCB:
                 self.rto_at = now + self.rto
         elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
             seq = self.snd_max
+            if ((self.snd_una + self.snd_wnd - seq) & MASK) >= HALF:
+                seq = self._ack_seq()       # sent past a window that closed since
             payload = b""
             flags = ACK
         else:
