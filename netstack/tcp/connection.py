@@ -915,7 +915,13 @@ class TCB:
         return tuple(blocks[:3 if self.ts_ok else 4])
 
     def _rcv_window(self) -> int:
-        return max(0, self.recv_buffer - self.rq_bytes - self.ooo_bytes)
+        # Out-of-order data sits inside this window (beyond the hole), so it is not
+        # subtracted: counted twice, the window shrank as segments after a loss
+        # arrived, the retransmission that fills the hole no longer fit (and was
+        # trimmed away), and both peers dropped each other's ACKs as outside the
+        # shrunken window -- an ACK war until both timed out (found by a soak of
+        # random lossy links with small buffers). rq + ooo stays <= recv_buffer.
+        return max(0, self.recv_buffer - self.rq_bytes)
 
     # ---- RTT / RTO (RFC 6298) ------------------------------------------------------
     def _rtt_sample_ack(self, seg: TcpRepr, now: float) -> None:
@@ -1112,13 +1118,16 @@ class TCB:
         """The sequence number of a pure ACK: the highest sent (after an RTO
         snd_nxt is rewound, and an ACK numbered below what the peer already has
         would be dropped as old: both sides retransmitting at once would never
-        hear each other's acknowledgements) -- but never past the peer's window:
-        with its window at zero the peer accepts only SEQ = RCV.NXT, and an ACK
-        beyond it is dropped unread (RFC 9293 3.10.7.4; Linux's
-        tcp_acceptable_seq does the same). Seen as a deadlock: data sent into a
-        window that then closed, the ACKs of the other direction all dropped."""
-        end = (self.snd_una + self.snd_wnd) & MASK
-        return self.snd_max if ((end - self.snd_max) & MASK) < HALF else end
+        hear each other's acknowledgements) -- except when the peer's window is
+        zero: then it accepts only SEQ = RCV.NXT (RFC 9293 3.10.7.4), so an ACK
+        numbered past data it dropped is dropped unread. Seen as a deadlock: data
+        sent into a window that then closed, the ACKs of the other direction all
+        dropped. SND.UNA is what the peer has acknowledged: at most its RCV.NXT,
+        and if it is below, the peer's duplicate ACK tells us so. (Capping at
+        SND.UNA + SND.WND whatever the window, as Linux does, fell below the
+        peer's RCV.NXT when our ACKs had been lost: both peers then dropped each
+        other's ACKs as old until both timed out.)"""
+        return self.snd_una if self.snd_wnd == 0 else self.snd_max
 
     def _next_hole(self, start: int):
         """The first unacked, un-SACKed sequence number at or after start that
@@ -1255,9 +1264,7 @@ class TCB:
             if self.rto_at is None:
                 self.rto_at = now + self.rto
         elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
-            seq = self.snd_max
-            if ((self.snd_una + self.snd_wnd - seq) & MASK) >= HALF:
-                seq = self._ack_seq()       # sent past a window that closed since
+            seq = self.snd_max if self.snd_wnd else self.snd_una     # see _ack_seq
             payload = b""
             flags = ACK
         else:
