@@ -185,11 +185,11 @@ class Interface:
             # Fast path: see _fast_tcp; anything else, or anything the TCB's header
             # prediction declines, takes the full path (_receive).
             if m is not None:
-                tcb, seq, ack, flags, window, ts, payload = m
-                if tcb is None:
+                if m[0] is None:        # no connection: (None, source address, TCP segment, ...)
                     c["rx_ipv4"] += 1
-                    self._receive_tcp(seq, ack, now, checksum_verified)   # (source address, segment)
+                    self._receive_tcp(m[1], m[2], now, checksum_verified)
                     return
+                tcb, seq, ack, flags, window, ts, payload = m
                 if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
                     c["rx_tcp_fast"] += 1
                     self._after_fast(tcb)
@@ -273,7 +273,10 @@ class Interface:
         """(tcb, seq, ack, flags, window, ts, payload) for an unfragmented IPv4/TCP
         frame without IP options, for us, of an existing connection, with valid
         checksums and no TCP option but the timestamp -- parsed with one struct
-        call that skips the fields it does not need -- else None."""
+        call that skips the fields it does not need; (None, source address, TCP
+        segment, 0, 0, None, b"") for such a frame of no connection (a SYN, a
+        stray segment: TCP checks it, without parsing Ethernet and IPv4 again);
+        else None."""
         n = len(frame)
         if n >= 66:     # room for the timestamp option: read its bytes too (payload if hlen is 20)
             (dst, et, vihl, total, frag, proto, sip, dip, sport, dport, seq, ack, off, flags, window,
@@ -943,12 +946,10 @@ class Interface:
 
     def pop_events(self) -> list:
         """[(tcb | listener | udp endpoint, Event | "acceptable")] since the last call."""
-        closed = CLOSED
         for tcb in self.dirty:
-            if tcb.state is closed:
-                # a connection ended: forget the closed ones (the outer loop stops here)
-                for tcb in [t for t in self.dirty if t.state is closed]:
-                    self._collect(tcb)
+            if tcb.state is CLOSED:     # a connection ended: forget the closed ones
+                for t in [t for t in self.dirty if t.state is CLOSED]:
+                    self._collect(t)
                 break
         out = self.events[:]
         self.events.clear()

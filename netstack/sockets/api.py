@@ -309,7 +309,7 @@ class output_stream:  # noqa: N801
         v = data.view if data.__class__ is temporary_buffer else _as_view(data)
         if not len(v):
             return make_ready_future()
-        if self._direct and not self._parts:
+        if self._direct:            # (then _parts stays empty)
             f = self._sink.put(v)
             state = f._state
             if state == 1:

@@ -548,6 +548,8 @@ class TCB:
         if flags & FIN and seq_add(seg.seq, plen) == self.rcv_nxt and not self.fin_received:
             self.fin_received = True
             self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+            self.events.append(EV_PEER_CLOSED)
+            self.events.append(EV_READABLE)
             if st is ESTABLISHED:
                 # The ACK of the peer's FIN waits for the delayed-ACK timer (Linux
                 # does the same: a FIN puts it in pingpong mode), so the
@@ -555,16 +557,13 @@ class TCB:
                 # FIN|ACK instead of an ACK and then a FIN.
                 if self.delack_at is None:
                     self.delack_at = now + self.cfg.delayed_ack
+                self._set_state(CLOSE_WAIT)
             else:
                 self.ack_now = True
-            self.events.append(EV_PEER_CLOSED)
-            self.events.append(EV_READABLE)
-            if st is ESTABLISHED:
-                self._set_state(CLOSE_WAIT)
-            elif st is FIN_WAIT_1:
-                self._set_state(CLOSING)
-            elif st is FIN_WAIT_2:
-                self._enter_time_wait(now)
+                if st is FIN_WAIT_1:
+                    self._set_state(CLOSING)
+                elif st is FIN_WAIT_2:
+                    self._enter_time_wait(now)
         elif flags & FIN and seq_gt(seq_add(seg.seq, plen), self.rcv_nxt):
             pass  # a FIN beyond a hole: wait for the hole to fill (the peer retransmits)
         elif st is TIME_WAIT and flags & FIN:
