@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from netstack.buffers import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
+from frames import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
 
 from .base import Device
 from .tap import DATA_VALID, NEEDS_CSUM, VNET_HDR_LEN, _ZERO_HDR, vnet_header

@@ -30,7 +30,7 @@ import mmap
 import os
 import struct
 
-from netstack.buffers import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
+from frames import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
 
 from .base import Device
 from .tap import DATA_VALID, NEEDS_CSUM, VNET_HDR_LEN, _ZERO_HDR, vnet_header

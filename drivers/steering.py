@@ -26,7 +26,6 @@ import fcntl
 import os
 import struct
 
-from netstack.rss import DEFAULT_KEY, RedirectionTable
 
 # ---- the plan both programs follow -------------------------------------------------------
 
@@ -39,11 +38,16 @@ def _windows(key: bytes) -> list[int]:
     return [(k >> (klen - 32 - i)) & 0xFFFFFFFF for i in range(INPUT_BYTES * 8)]
 
 
-def _check_table(shards: int) -> int:
-    reta = RedirectionTable(shards)
-    if reta.entries != [i % shards for i in range(reta.size)] or reta.size & (reta.size - 1):
-        raise ValueError("the steering programs assume the default redirection table")
-    return reta.size
+def _check_table(table) -> tuple[int, int]:
+    """(size, shards) of a redirection table given as plain data (entry i: the
+    shard of hash bucket i). The programs compute `(hash & (size - 1)) % shards`,
+    so they need the layout `i % shards` over a power-of-two size."""
+    table = list(table)
+    size = len(table)
+    shards = max(table) + 1 if table else 0
+    if not size or size & (size - 1) or table != [i % shards for i in range(size)]:
+        raise ValueError("the steering programs assume the default redirection table (i % shards, 2**k entries)")
+    return size, shards
 
 
 # ---- classic BPF (AF_PACKET fanout) -------------------------------------------------------
@@ -62,10 +66,11 @@ TAX, TXA = 0x07, 0x87
 _SOCK_FILTER = struct.Struct("HBBI")
 
 
-def toeplitz_cbpf(shards: int, key: bytes = DEFAULT_KEY) -> list[tuple[int, int, int, int]]:
+def toeplitz_cbpf(key: bytes, table) -> list[tuple[int, int, int, int]]:
     """[(code, jt, jf, k)]: the shard (0..shards-1) of a frame, with packet offsets
-    relative to the network header (SKF_NET_OFF), as a fanout program sees it."""
-    size = _check_table(shards)
+    relative to the network header (SKF_NET_OFF), as a fanout program sees it.
+    `key`: the Toeplitz key; `table`: the redirection table (see _check_table)."""
+    size, shards = _check_table(table)
     net = SKF_NET_OFF
     p: list = []
     # prologue; each test's failure jumps to RET0 (patched once its place is known)
@@ -132,10 +137,10 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def attach_fanout_cbpf(socks: list, group: int, shards: int, key: bytes = DEFAULT_KEY) -> None:
+def attach_fanout_cbpf(socks: list, group: int, key: bytes, table) -> None:
     """Join `socks` (AF_PACKET sockets, in shard order) to one PACKET_FANOUT_CBPF
     group and give it the steering program."""
-    code = cbpf_bytes(toeplitz_cbpf(shards, key))
+    code = cbpf_bytes(toeplitz_cbpf(key, table))
     buf = ctypes.create_string_buffer(code, len(code))
     fprog = _SockFprog(len(code) // 8, ctypes.addressof(buf))
     for s in socks:
@@ -160,11 +165,11 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
-def toeplitz_ebpf(shards: int, key: bytes = DEFAULT_KEY, l2: int = 14) -> list[tuple[int, int, int, int, int]]:
+def toeplitz_ebpf(key: bytes, table, l2: int = 14) -> list[tuple[int, int, int, int, int]]:
     """[(code, dst, src, off, imm)]: a socket-filter program returning the shard of
     a frame whose IPv4 header starts `l2` bytes into the packet (a TAP's steering
     program sees the Ethernet header). Branch-free hash: r7 ^= bit * window."""
-    size = _check_table(shards)
+    size, shards = _check_table(table)
     p: list = []
     to_ret0 = []
 
@@ -246,9 +251,9 @@ def load_socket_filter(code: bytes) -> int:
     return fd
 
 
-def set_tap_steering(tap_fd: int, shards: int, key: bytes = DEFAULT_KEY) -> None:
+def set_tap_steering(tap_fd: int, key: bytes, table) -> None:
     """Steer a multi-queue TAP's queues (attached in shard order) by our hash."""
-    prog = load_socket_filter(ebpf_bytes(toeplitz_ebpf(shards, key)))
+    prog = load_socket_filter(ebpf_bytes(toeplitz_ebpf(key, table)))
     try:
         fcntl.ioctl(tap_fd, TUNSETSTEERINGEBPF, struct.pack("i", prog))
     finally:

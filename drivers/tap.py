@@ -17,7 +17,7 @@ import fcntl
 import os
 import struct
 
-from netstack.buffers import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
+from frames import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
 
 from .base import Device
 

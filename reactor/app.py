@@ -22,6 +22,10 @@ shard process gets it as RLIMIT_DATA, so a shard that allocates past its
 share gets MemoryError instead of eating its neighbours' memory. The same
 per-shard figure sizes the network stack's buffer pools
 (`engine().config["memory_per_shard"]`).
+
+Extensions (`Extension`): the reactor knows no network; the network stack
+plugs its options, its pre-fork set-up and its per-shard start into
+app_template through this generic hook.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from . import shards as _smp
 from .future import Future, futurize, make_ready_future
 from .loop import Reactor, ReactorStopped
 
-__all__ = ["app_template", "parse_memory_size", "format_exception"]
+__all__ = ["app_template", "Extension", "register_extension", "parse_memory_size", "format_exception"]
 
 _UNITS = {"": 1, "k": 1 << 10, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 MIN_SHARD_MEMORY = 32 << 20
@@ -94,37 +98,55 @@ class _OptionAdder:
         return self
 
 
-def add_network_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("Network options")
-    g.add_argument("--network-stack", choices=("posix", "native"), default="posix",
-                   help="posix: the kernel's sockets; native: our userspace TCP/IP stack")
-    g.add_argument("--tap-device", default="tap0", help="TAP device for the native stack")
-    g.add_argument("--dev", default=None, help="interface for AF_PACKET (native stack) instead of a TAP")
-    g.add_argument("--host-ipv4-addr", default=None, help="our IPv4 address (native)")
-    g.add_argument("--gw-ipv4-addr", default=None, help="gateway IPv4 address (native)")
-    g.add_argument("--netmask-ipv4-addr", default=None, help="netmask (native)")
-    g.add_argument("--dhcp", action=argparse.BooleanOptionalAction, default=None,
-                   help="obtain the address by DHCP (default unless --host-ipv4-addr is given)")
-    g.add_argument("--hw-address", default=None, help="MAC address of the native stack")
-    g.add_argument("--pcap-out", default=None, help="record every frame to this pcap file")
-    g.add_argument("--csum-offload", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--tso", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--lro", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--kernel-steering", action=argparse.BooleanOptionalAction, default=True,
-                   help="native, several shards: have the kernel deliver each flow to its shard with our RSS "
-                        "hash (eBPF on a multi-queue TAP, classic BPF for AF_PACKET fanout); off: the "
-                        "kernel's own spreading, misdelivered frames forwarded")
-    g.add_argument("--tap-bridge", action="store_true",
-                   help="native, one shard: a bridge process does the TAP's I/O and talks to the stack "
-                        "through a shared-memory virtio ring (no system call per packet on the shard)")
-    g.add_argument("--stack-seed", type=int, default=None,
-                   help="seed for the stack's randomness (ISNs, IP ids, ports): reproducible runs")
-    g.add_argument("--print-net-stats", action="store_true",
-                   help="print the network stack's counters (one JSON line on stderr) at exit")
+class Extension:
+    """What an extension of app_template implements (all three are optional).
+
+    add_options(parser)          its command-line options (an argparse parser)
+    before_fork(shards, cfg)     runs once on shard 0 before the shards fork
+                                 (resources every shard inherits)
+    on_shard_start(cfg)          runs on every shard's reactor before the
+                                 application starts; returns None or a future.
+                                 On shard 0 the application's function runs
+                                 once every extension's future resolved; a
+                                 failure there fails the run.
+
+    Extensions come from `register_extension`, from `app_template(extensions=)`,
+    and from the entry point group "pyseastar.app_extensions" (how the network
+    stack adds --network-stack and friends: the reactor imports no network code).
+    """
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def before_fork(self, shards: int, cfg) -> None:
+        pass
+
+    def on_shard_start(self, cfg):
+        return None
+
+
+_registered: list = []
+_discovered: list | None = None
+
+
+def register_extension(ext) -> None:
+    """Add an extension to every app_template made from now on."""
+    if ext not in _registered:
+        _registered.append(ext)
+
+
+def _default_extensions() -> list:
+    global _discovered
+    if _discovered is None:
+        from importlib.metadata import entry_points
+        _discovered = []
+        for ep in sorted(entry_points(group="pyseastar.app_extensions"), key=lambda e: e.name):
+            _discovered.append(ep.load()())
+    return _discovered + [e for e in _registered if e not in _discovered]
 
 
 class app_template:  # noqa: N801 - Seastar's name
-    def __init__(self, name: str | None = None, description: str | None = None) -> None:
+    def __init__(self, name: str | None = None, description: str | None = None, extensions=None) -> None:
         self._parser = argparse.ArgumentParser(prog=name, description=description)
         g = self._parser.add_argument_group("Seastar options")
         g.add_argument("-c", "--smp", type=int, default=None,
@@ -139,7 +161,10 @@ class app_template:  # noqa: N801 - Seastar's name
                        help="busy-poll instead of sleeping when idle")
         g.add_argument("--idle-poll-time-us", type=float, default=200.0,
                        help="busy-poll this long before sleeping (µs; Seastar's default, 200)")
-        add_network_options(self._parser)
+        self._extensions = list(_default_extensions() if extensions is None else extensions)
+        for ext in self._extensions:
+            if hasattr(ext, "add_options"):
+                ext.add_options(self._parser)
         self._user = self._parser.add_argument_group("Application options")
         self._config: Configuration | None = None
 
@@ -196,7 +221,7 @@ class app_template:  # noqa: N801 - Seastar's name
         # Everything made so far (modules, classes: ~100k objects) lives as long
         # as the program: keep it out of the cyclic GC's full collections.
         gc.freeze()
-        return _Run(cfg, n, order, per_shard, fn).main()
+        return _Run(cfg, n, order, per_shard, fn, self._extensions).main()
 
 
 def _steady_malloc() -> None:
@@ -220,21 +245,22 @@ def _steady_malloc() -> None:
     mallopt(m_trim_threshold, 128 << 20)
 
 
-def _network_ready(cfg) -> "Future":
-    """With --network-stack native, bring the stack up (and wait for its DHCP
-    lease) before the application's function runs, as Seastar's app_template
-    does. The reactor knows nothing of networks: this is the one hook."""
-    if cfg.get("network_stack") != "native":
-        return make_ready_future()
-    from netstack.sockets.api import network_stack
-    return network_stack().ready()
+def _start_extensions(extensions, cfg) -> "Future":
+    """Every extension's on_shard_start, in order; the future of them all."""
+    f = make_ready_future()
+    for ext in extensions:
+        start = getattr(ext, "on_shard_start", None)
+        if start is not None:
+            f = f.then(lambda start=start: start(cfg))
+    return f
 
 
 class _Run:
     """One application run, from shard 0's point of view."""
 
-    def __init__(self, cfg, n, cpus, per_shard, fn) -> None:
+    def __init__(self, cfg, n, cpus, per_shard, fn, extensions) -> None:
         self.cfg, self.n, self.cpus, self.per_shard, self.fn = cfg, n, cpus, per_shard, fn
+        self.extensions = extensions
         self.failure: str | None = None
 
     def _make_reactor(self) -> Reactor:
@@ -264,11 +290,8 @@ class _Run:
         _smp._install(shard, self.n, mb)
         mb.on_stop = lambda code: (setattr(mb, "stopping", True), r.stop(code))
         mb.on_peer_lost = lambda s: r.stop(1)
-        if self.cfg.get("network_stack") == "native":
-            # every shard runs its share of the stack, whether or not the application
-            # uses the network there (frames hashed to it must be answered: RST)
-            _network_ready(self.cfg).handle_exception(lambda e: print(
-                f"shard {shard}: network stack failed: {format_exception(e)}", file=sys.stderr, flush=True))
+        _start_extensions(self.extensions, self.cfg).handle_exception(lambda e: print(
+            f"shard {shard}: start-up failed: {format_exception(e)}", file=sys.stderr, flush=True))
         try:
             r.run(None)
         except ReactorStopped:
@@ -280,10 +303,9 @@ class _Run:
     def main(self) -> int:
         shards = None
         if self.n > 1:
-            if self.cfg.get("network_stack") == "native":
-                # the shards' links to shard 0 must exist before they fork
-                from netstack.sockets.native import prepare_shards
-                prepare_shards(self.n, self.cfg)
+            for ext in self.extensions:
+                if hasattr(ext, "before_fork"):
+                    ext.before_fork(self.n, self.cfg)
             shards = _smp.ShardSet(self.n, self.cpus, self._child_main)
         saved_aff, saved_data = self._limit(self.cpus[0])
         old_handlers = {}
@@ -300,7 +322,7 @@ class _Run:
                 r.handle_signal(sig, lambda sig=sig: r.stop(0))
             code = 0
             try:
-                r.run(_network_ready(self.cfg).then(lambda: futurize(self.fn)))
+                r.run(_start_extensions(self.extensions, self.cfg).then(lambda: futurize(self.fn)))
             except ReactorStopped:
                 code = r._exit_code
                 if self.failure:

@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 import trio  # noqa: E402
 from pyroute2 import netns  # noqa: E402
 
-from netstack.netlab import NetLab  # noqa: E402
+from netstack.testing.netlab import NetLab  # noqa: E402
 from netstack.wire import IcmpRepr  # noqa: E402
 
 EX = os.path.join(ROOT, "examples", "tutorial")

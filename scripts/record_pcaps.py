@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 
 import dpkt  # noqa: E402
 
-from netstack.netlab import NetLab  # noqa: E402
+from netstack.testing.netlab import NetLab  # noqa: E402
 
 SERVER, CLIENT, PORT = "192.0.2.1", "192.0.2.2", 7
 LINES = [b"hello, seastar\n", b"futures and continuations\n", b"share nothing\n"]

@@ -85,7 +85,7 @@ def test_native_stack_gets_its_address_from_dnsmasq(shards):
     dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
     if not os.path.exists(dnsmasq):
         pytest.fail("dnsmasq is not installed (scripts/test.sh installs dnsmasq-base)")
-    from netstack.netlab import NetLab
+    from netstack.testing.netlab import NetLab
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with NetLab() as lab:
         ns = lab.ns("dhcp")

@@ -14,7 +14,7 @@ import trio
 from echo_helpers import trio_echo_client
 from pyroute2 import NetNS, netns
 
-from netstack.netlab import NetLab
+from netstack.testing.netlab import NetLab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EX = os.path.join(ROOT, "examples")

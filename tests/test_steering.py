@@ -9,7 +9,7 @@ import pytest
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, fragment, raw
 
 from drivers import steering as st
-from netstack.rss import FlowSteering
+from netstack.rss import DEFAULT_KEY, FlowSteering, RedirectionTable
 
 
 def run_cbpf(prog, frame: bytes) -> int:
@@ -131,7 +131,7 @@ def frames(seed=1, n=80):
 def test_programs_name_the_shard_of_the_rss_hash(shards):
     from netstack.rss import ip
     steer = FlowSteering(shards)
-    cprog, eprog = st.toeplitz_cbpf(shards), st.toeplitz_ebpf(shards)
+    cprog, eprog = st.toeplitz_cbpf(DEFAULT_KEY, RedirectionTable(shards).entries), st.toeplitz_ebpf(DEFAULT_KEY, RedirectionTable(shards).entries)
     assert len(cprog) < 4096                      # BPF_MAXINSNS
     seen = set()
     for f, (src, dst, sport, dport) in frames(shards):
@@ -153,13 +153,13 @@ def test_programs_name_the_shard_of_the_rss_hash(shards):
 ], ids=["arp", "icmp", "ip-options", "dhcp-reply", "first-fragment", "later-fragment", "truncated"])
 def test_everything_but_plain_tcp_udp_goes_to_shard_0(frame):
     for shards in (2, 3):
-        assert run_cbpf(st.toeplitz_cbpf(shards), frame) == 0
-        assert run_ebpf(st.toeplitz_ebpf(shards), frame) == 0
+        assert run_cbpf(st.toeplitz_cbpf(DEFAULT_KEY, RedirectionTable(shards).entries), frame) == 0
+        assert run_ebpf(st.toeplitz_ebpf(DEFAULT_KEY, RedirectionTable(shards).entries), frame) == 0
 
 
 def test_programs_encode_to_the_kernel_layouts():
-    c = st.cbpf_bytes(st.toeplitz_cbpf(2))
-    assert len(c) == 8 * len(st.toeplitz_cbpf(2))
-    e = st.ebpf_bytes(st.toeplitz_ebpf(2))
+    c = st.cbpf_bytes(st.toeplitz_cbpf(DEFAULT_KEY, RedirectionTable(2).entries))
+    assert len(c) == 8 * len(st.toeplitz_cbpf(DEFAULT_KEY, RedirectionTable(2).entries))
+    e = st.ebpf_bytes(st.toeplitz_ebpf(DEFAULT_KEY, RedirectionTable(2).entries))
     assert e[:8] == bytes([0xBF, 0x16, 0, 0, 0, 0, 0, 0])       # r6 = r1
     assert e[-8:] == bytes([0x95, 0, 0, 0, 0, 0, 0, 0])          # exit

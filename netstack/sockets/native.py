@@ -24,6 +24,8 @@ from reactor import Timer
 from reactor.future import Future, _failed, make_ready_future
 
 from ..config import InterfaceConfig, TcpConfig
+from .. import sharding
+from ..sharding import ShardDevice, open_wire, ring_to
 from ..interface import Interface
 from ..tcp.state import (CLOSED, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE,
                          TIME_WAIT)
@@ -38,254 +40,11 @@ RECV_BATCH = 64
 TSO_MAX = 64000
 
 
-# ---- shards ----------------------------------------------------------------------------
-# With -c N every shard runs its own Interface (same MAC and address) and owns the
-# flows whose Toeplitz hash maps to it (netstack.rss). Three ways to get frames there:
-#
-# * multi-queue TAP (preferred): app_template opens one queue per shard before the
-#   shards fork, in shard order, and sets an eBPF steering program that computes
-#   our hash (drivers.steering): the kernel puts every flow on its owner's queue.
-#   Without the program (bpf() refused), the kernel's learned steering does most
-#   of it: it keeps a flow on the queue userspace last wrote it to.
-# * AF_PACKET (--dev): one socket per shard, opened in shard order before the fork,
-#   in a PACKET_FANOUT_CBPF group running the same hash (PACKET_FANOUT_HASH, the
-#   kernel's own hash, if the program is refused).
-# * single queue (fallback that always works): shard 0 reads the device, keeps its
-#   frames, forwards the others, and writes to the device what the other shards
-#   send it.
-#
-# A frame that still lands on the wrong shard is forwarded over shared-memory rings
-# (drivers.ring) made before the shards fork, one per pair of shards. ARP frames go
-# to every shard (all learn neighbours; shard 0 alone answers); ICMP and
-# non-TCP/UDP traffic belong to shard 0; TCP/UDP fragments are reassembled by the
-# shard that receives them (shard 0 when the kernel is steered), then steered
-# whole. connect() on shard k picks a source port whose replies hash to shard k.
-_links: dict = {}
-_shared_mac: bytes | None = None
-_wires: list = []           # per shard: its queue / socket of the wire, opened before the fork
-_steering_mode = ""         # "ebpf", "cbpf", "learned", "fanout-hash" or "single-queue"
-
-
-def prepare_shards(n: int, cfg) -> None:
-    """Called by app_template before it forks shards (native stack, -c > 1)."""
-    global _links, _shared_mac, _wires, _steering_mode
-    from drivers.ring import RingLink
-    _links = {(i, j): RingLink(slots=512) for i in range(n) for j in range(i + 1, n)}
-    _shared_mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else b"\x02" + os.urandom(5)
-    # The kernel numbers a fanout group's sockets and a TAP's queues in the order
-    # they join: opening them here, in shard order, makes index k shard k's.
-    from drivers import steering
-    _wires = []
-    try:
-        if cfg.get("dev"):
-            for _ in range(n):
-                _wires.append(_open_wire(cfg, None, False))
-            group = os.getpid() & 0xFFFF        # one fanout group per application
-            try:
-                if not cfg.get("kernel_steering", True):
-                    raise OSError(errno.EPERM, "--no-kernel-steering")
-                steering.attach_fanout_cbpf([w.sock for w in _wires], group, n)
-                _steering_mode = "cbpf"
-            except OSError as e:
-                if cfg.get("kernel_steering", True):
-                    log.warning("PACKET_FANOUT_CBPF refused (%s): the kernel's fanout hash spreads flows, "
-                                "misdelivered frames are forwarded", e)
-                for w in _wires:
-                    w.close()
-                _wires = []
-                for _ in range(n):
-                    _wires.append(_open_wire(cfg, None, False))
-                    _wires[-1].fanout(group)
-                _steering_mode = "fanout-hash"
-        else:
-            try:
-                for _ in range(n):
-                    _wires.append(_open_wire(cfg, _shared_mac, True))
-            except OSError as e:
-                if e.errno != errno.EINVAL or _wires:
-                    raise
-                # a single-queue TAP exists: shard 0 reads it and relays
-                _steering_mode = "single-queue"
-                return
-            if not cfg.get("kernel_steering", True):
-                _steering_mode = "learned"
-                return
-            try:
-                steering.set_tap_steering(_wires[0].fileno(), n)
-                _steering_mode = "ebpf"
-            except OSError as e:
-                log.warning("TUNSETSTEERINGEBPF refused (%s): learned steering, first frames forwarded", e)
-                _steering_mode = "learned"
-    except BaseException:
-        for w in _wires:
-            w.close()
-        _wires = []
-        raise
-
-
-def _ring_to(shard: int, peer: int, mac: bytes):
-    i, j = min(shard, peer), max(shard, peer)
-    return _links[(i, j)].device(0 if shard == i else 1, mac)
-
-
-class ShardDevice:
-    """A shard's device when the native stack runs on several shards.
-
-    own     this shard's queue of the wire device, or None (single-queue mode, shard > 0)
-    peers   {shard: RingDevice}
-    relay   single-queue mode on shard 0: frames arriving on the rings are the other
-            shards' transmissions, to be written to the wire
-    tx_via  single-queue mode on shard > 0: the ring our transmissions take to shard 0
-    """
-
-    def __init__(self, shard: int, own, peers: dict, steering, relay: bool = False, tx_via=None,
-                 mode: str = "") -> None:
-        self.shard = shard
-        self.mode = mode
-        self.own = own
-        self.peers = peers
-        self.steering = steering
-        self.relay = relay
-        self.tx_via = tx_via
-        ref = own if own is not None else next(iter(peers.values()))
-        self.mac, self.mtu = ref.mac, ref.mtu
-        self.rx_checksum, self.tx_checksum = ref.rx_checksum, ref.tx_checksum
-        self.tso, self.lro = ref.tso, ref.lro
-        self.drained = True
-        self.counters = {"kept": 0, "forwarded": 0, "arp_copies": 0, "from_shards": 0, "relayed": 0,
-                         "reassembled": 0}
-
-    def fileno(self):
-        return self.own.fileno() if self.own is not None else None
-
-    def extra_fds(self) -> list:
-        return [r.fileno() for r in self.peers.values()]
-
-    @property
-    def recheck(self) -> bool:
-        return any(r.recheck for r in self.peers.values())
-
-    def idle_timeout(self):
-        return 0.001 if self.recheck else None
-
-    def owner(self, f) -> int:
-        """The shard a received frame belongs to (-1: every shard)."""
-        et = f[12:14]
-        if et == b"\x08\x06":
-            return -1
-        if et != b"\x08\x00" or len(f) < 38:
-            return 0
-        ihl = (f[14] & 0x0F) * 4
-        proto = f[23]
-        if proto not in (6, 17) or (f[20] & 0x3F) or f[21] or len(f) < 14 + ihl + 4:
-            return 0
-        sport = (f[14 + ihl] << 8) | f[15 + ihl]
-        dport = (f[16 + ihl] << 8) | f[17 + ihl]
-        if proto == 17 and dport == 68:
-            return 0            # DHCP: shard 0 runs the client
-        return self.steering.shard_of(bytes(f[26:30]), bytes(f[30:34]), sport, dport)
-
-    def _defragment(self, f):
-        """Reassemble TCP/UDP fragments here, before steering: only the first fragment
-        carries the ports that say which shard owns the datagram. Returns the whole
-        packet as one (unfragmented) frame, or None while pieces are missing."""
-        import time as _time
-
-        from ..ipv4 import Reassembler
-        from ..wire import Ipv4Repr, MalformedPacket
-        if self._reasm is None:
-            self._reasm = Reassembler(30.0, 4 << 20)
-        now = _time.monotonic()
-        self._reasm.expire(now, self._count_drop)
-        try:
-            ip, payload = Ipv4Repr.parse(memoryview(f)[14:])
-        except MalformedPacket:
-            return f        # let the owner of last resort (shard 0) count it
-        whole = self._reasm.add(ip, payload, now, self._count_drop)
-        if whole is None:
-            return None
-        hdr = Ipv4Repr(ip.src, ip.dst, ip.protocol, len(whole), ip.ttl, ip.ident, ip.dont_frag).emit()
-        self.counters["reassembled"] += 1
-        return bytes(f[:14]) + hdr + whole
-
-    def _count_drop(self, reason: str) -> None:
-        self.counters["drop_" + reason] = self.counters.get("drop_" + reason, 0) + 1
-
-    _reasm = None
-
-    def recv_batch(self, n: int = 64) -> list:
-        from drivers.tap import DATA_VALID, NEEDS_CSUM, VNET_HDR_LEN, _ZERO_HDR
-        valid = bytes([DATA_VALID]) + bytes(VNET_HDR_LEN - 1)
-        c = self.counters
-        out = []
-        if self.own is not None:
-            frames = self.own.recv_batch(n)
-            self.drained = len(frames) < n
-            fwd: dict = {}
-            me = self.shard
-            for f, ok in frames:
-                if len(f) > 24 and f[12:14] == b"\x08\x00" and f[23] in (6, 17) and ((f[20] & 0x3F) or f[21]):
-                    f = self._defragment(f)
-                    if f is None:
-                        continue
-                    ok = False      # the reassembled L4 checksum has not been checked
-                k = self.owner(f)
-                if k == me:
-                    out.append((f, ok))
-                    c["kept"] += 1
-                elif k < 0:
-                    out.append((f, ok))
-                    for peer in self.peers:
-                        fwd.setdefault(peer, []).append((_ZERO_HDR, bytes(f), b""))
-                    c["arp_copies"] += len(self.peers)
-                else:
-                    fwd.setdefault(k, []).append((valid if ok else _ZERO_HDR, f, b""))
-                    c["forwarded"] += 1
-            for k, items in fwd.items():
-                self.peers[k].send_with_headers(items)
-        for ring in self.peers.values():
-            for hdr, frame in ring.recv_raw(n):
-                if self.relay:
-                    self.own.write_raw(hdr, frame)       # another shard's transmission
-                    c["relayed"] += 1
-                else:
-                    out.append((memoryview(frame), bool(hdr[0] & (NEEDS_CSUM | DATA_VALID))))
-                    c["from_shards"] += 1
-        return out
-
-    def send_batch(self, frames) -> int:
-        if self.tx_via is not None:
-            return self.tx_via.send_batch(frames)
-        return self.own.send_batch(frames)
-
-    def close(self) -> None:
-        if self.own is not None:
-            self.own.close()
-
-    def stats(self) -> dict:
-        s = dict(self.own.stats()) if self.own is not None else {}
-        s.update(self.counters)
-        s["kernel_steered"] = int(self.mode in ("ebpf", "cbpf"))   # the kernel runs our hash
-        return s
-
-
-def _open_wire(cfg, mac, multi_queue: bool):
-    csum, tso, lro = cfg.get("csum_offload", True), cfg.get("tso", True), cfg.get("lro", True)
-    if cfg.get("dev"):
-        from drivers.afpacket import AfPacketDevice
-        dev = AfPacketDevice(cfg["dev"], mac=mac, vnet_hdr=csum)
-        dev.tso = dev.tso and tso
-        return dev
-    from drivers.tap import TapDevice
-    return TapDevice(cfg.get("tap_device") or "tap0", mac=mac, csum_offload=csum, tso=tso, lro=lro,
-                     multi_queue=multi_queue)
-
-
 def create_native_stack(reactor) -> "NativeStack":
     cfg = reactor.config or {}
     from reactor import smp, this_shard_id
     shard, nshards = this_shard_id(), smp.count
-    if nshards > 1 and len(_links) != nshards * (nshards - 1) // 2:
+    if nshards > 1 and len(sharding.links) != nshards * (nshards - 1) // 2:
         raise RuntimeError("native stack on several shards: app_template did not prepare the shard links")
     # As in Seastar: DHCP unless the address is given (which turns DHCP off).
     use_dhcp = not cfg.get("host_ipv4_addr")
@@ -302,30 +61,30 @@ def create_native_stack(reactor) -> "NativeStack":
     elif nshards == 1:
         mac = parse_mac(cfg["hw_address"]) if cfg.get("hw_address") else None
         try:
-            dev = _open_wire(cfg, mac, False)
+            dev = open_wire(cfg, mac, False)
         except OSError as e:
             if e.errno != errno.EINVAL or cfg.get("dev"):
                 raise
-            dev = _open_wire(cfg, mac, True)     # a multi-queue TAP: attach one queue
+            dev = open_wire(cfg, mac, True)     # a multi-queue TAP: attach one queue
         steering = None
     else:
         from ..rss import FlowSteering
-        mac = _shared_mac
+        mac = sharding.shared_mac
         steering = FlowSteering(nshards)
-        peers = {p: _ring_to(shard, p, mac) for p in range(nshards) if p != shard}
-        if _wires:
-            own = _wires[shard]
-            for k, w in enumerate(_wires):      # the other shards' queues are theirs alone
+        peers = {p: ring_to(shard, p, mac) for p in range(nshards) if p != shard}
+        if sharding.wires:
+            own = sharding.wires[shard]
+            for k, w in enumerate(sharding.wires):      # the other shards' queues are theirs alone
                 if k != shard:
                     w.close()
             if cfg.get("dev"):
                 mac = own.mac
-                peers = {p: _ring_to(shard, p, mac) for p in range(nshards) if p != shard}
-            dev = ShardDevice(shard, own, peers, steering, mode=_steering_mode)
+                peers = {p: ring_to(shard, p, mac) for p in range(nshards) if p != shard}
+            dev = ShardDevice(shard, own, peers, steering, mode=sharding.steering_mode)
         elif shard == 0:
-            dev = ShardDevice(0, _open_wire(cfg, mac, False), peers, steering, relay=True, mode=_steering_mode)
+            dev = ShardDevice(0, open_wire(cfg, mac, False), peers, steering, relay=True, mode=sharding.steering_mode)
         else:
-            dev = ShardDevice(shard, None, peers, steering, tx_via=peers[0], mode=_steering_mode)
+            dev = ShardDevice(shard, None, peers, steering, tx_via=peers[0], mode=sharding.steering_mode)
     if cfg.get("pcap_out"):
         from drivers.base import Recording
         path = cfg["pcap_out"] if nshards == 1 else f"{cfg['pcap_out']}.shard{shard}"

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from functools import partial
 
-from ..buffers import Gather
+from frames import Gather
 from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 from . import congestion
@@ -398,6 +398,11 @@ class TCB:
             self.cc.mss = new
             self.snd_nxt = self.snd_una  # resend with the smaller size
             self.ack_now = True
+
+    def fail(self, error: BaseException) -> None:
+        """The connection cannot go on (its neighbour never answered ARP...):
+        CLOSED with `error` for the user."""
+        self._finish(error)
 
     def icmp_unreachable(self, code: int) -> None:
         if self.state is SYN_SENT and code in (2, 3):

@@ -66,3 +66,11 @@ def verify(data, initial: int = 0) -> bool:
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
     return s == 0xFFFF
+
+
+def l4_checksum_ok(segment, src: bytes, dst: bytes, protocol: int) -> bool:
+    """A received TCP/UDP segment's checksum (with its pseudo-header) is right:
+    the one check every input path calls."""
+    s = ones_sum(segment) + pseudo_header_sum(src, dst, protocol, len(segment))
+    s = (s & 0xFFFF) + (s >> 16)
+    return s == 0xFFFF

@@ -6,7 +6,7 @@ import enum
 import struct
 from typing import NamedTuple
 
-from .checksum import MalformedPacket, internet_checksum, ones_sum, pseudo_header_sum
+from .checksum import MalformedPacket, internet_checksum, l4_checksum_ok, pseudo_header_sum
 
 HEADER_LEN = 20
 _HDR = struct.Struct("!HHIIBBHHH")
@@ -57,11 +57,8 @@ class TcpRepr(NamedTuple):
         if hlen < HEADER_LEN or hlen > n:
             raise MalformedPacket("tcp_bad_header_length")
         mv = memoryview(buf)
-        if verify_checksum:
-            s = ones_sum(mv) + pseudo_header_sum(src, dst, _PROTO, n)
-            s = (s & 0xFFFF) + (s >> 16)
-            if s != 0xFFFF:
-                raise MalformedPacket("tcp_bad_checksum")
+        if verify_checksum and not l4_checksum_ok(mv, src, dst, _PROTO):
+            raise MalformedPacket("tcp_bad_checksum")
         if hlen == HEADER_LEN:
             return TcpRepr(sport, dport, seq, ack, flags, window, urgent), mv[HEADER_LEN:]
         if hlen == 32 and mv[20:24] == _TS_FAST:

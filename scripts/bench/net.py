@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 
 from pyroute2 import netns  # noqa: E402
 
-from netstack.netlab import NetLab  # noqa: E402
+from netstack.testing.netlab import NetLab  # noqa: E402
 
 KERNEL, STACK, PORT = "192.0.2.1", "192.0.2.2", 1234
 DISCARD, SOURCE = 1235, 1236      # scripts/bench/bulk_server.py

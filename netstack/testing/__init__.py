@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from .config import InterfaceConfig
-from .interface import Interface, TxFrame
+from ..config import InterfaceConfig
+from ..interface import Interface, TxFrame
 
 
 class LinkPair:
@@ -100,7 +100,7 @@ def write_pcap(path: str, frames) -> None:
 def echo_app(port: int = 7):
     """An RFC 862 echo server application for replays, listening on `port`:
     returns app(iface), called by Replay after every step."""
-    from .tcp import Event
+    from ..tcp import Event
 
     def app(iface: Interface) -> None:
         if port not in iface.listeners:

@@ -1,0 +1,191 @@
+"""Input: the Ethernet demux and the TCP fast path in front of it.
+
+`receive_frame` first asks `_fast_tcp` whether the frame is the common case
+-- unfragmented IPv4/TCP without IP options, for us, with no TCP option but
+the timestamp -- parsed with one struct call. Such a frame of an existing
+connection goes to the TCB's header prediction (`on_segment_fast`) and, if it
+declines, to the TCB's full rules without a second parse; a frame of no
+connection goes straight to the TCP demux. Everything else takes the layered
+path: Ethernet -> ARP | IPv4 -> ICMP | UDP | TCP.
+
+`receive_frame` never raises for remote input: a malformed or unwanted frame
+is a drop counted under its reason.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..wire import BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ArpRepr, MalformedPacket, TcpRepr
+from ..wire.checksum import l4_checksum_ok
+
+__all__ = ["EthernetInput"]
+
+_ETH = struct.Struct("!6s6sH")
+# Ethernet + IPv4 + TCP headers, only the fields the fast path reads (x: skipped):
+# dst MAC, ethertype, version/IHL, total length, fragment field, protocol, source
+# and destination address, ports, seq, ack, data offset, flags, window -- and,
+# in _FAST_TS, the first option word and the timestamp values behind it.
+_FAST = struct.Struct("!6s6xHBxH2xHxB2x4s4sHHIIBBH4x")
+_FAST_TS = struct.Struct("!6s6xHBxH2xHxB2x4s4sHHIIBBH4xIII")
+_PURE_ACK, _DATA_PSH = 0x10, 0x18
+
+
+class EthernetInput:
+    """The input half's entry points (a mixin of Interface)."""
+
+    def receive_frame(self, frame, now: float, checksum_verified: bool = False) -> None:
+        self._receive_parsed(self._fast_tcp(frame, checksum_verified), frame, now, checksum_verified)
+
+    def _receive_parsed(self, m, frame, now: float, checksum_verified: bool) -> None:
+        """receive_frame once _fast_tcp has looked at the frame (m: its answer;
+        _fast_tcp never raises, it only declines)."""
+        c = self.counters
+        c["rx_frames"] += 1
+        try:
+            if m is not None:
+                if m[0] is None:        # no connection: (None, source address, TCP segment)
+                    _, source, segment = m
+                    c["rx_ipv4"] += 1
+                    self._receive_tcp(source, segment, now, checksum_verified)
+                    return
+                tcb, seq, ack, flags, window, ts, payload = m
+                if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
+                    c["rx_tcp_fast"] += 1
+                    self._after_fast(tcb)
+                    return
+                # The TCB's full rules (handshake, FIN, ...), without parsing the frame
+                # again: _fast_tcp checked it and read every field they use.
+                c["rx_ipv4"] += 1
+                c["rx_tcp"] += 1
+                tcb.on_segment(TcpRepr(tcb.remote_port, tcb.local_port, seq, ack, flags, window, 0, None, None,
+                                       False, (), ts), payload, now)
+                self._touch(tcb)
+                return
+            self._receive(frame, now, checksum_verified)
+        except MalformedPacket as e:
+            self.drop(e.reason)
+        except Exception as e:  # noqa: BLE001 - a bug, but never let remote input crash us
+            self.drop("internal_error")
+            self.last_internal_error = e
+
+    def receive_batch(self, frames, now: float) -> None:
+        """Receive [(frame, checksum_verified)]. Runs of in-order data segments of one
+        connection whose headers agree but for the sequence number (same ACK, window,
+        flags and timestamp) are merged before TCP sees them -- software GRO, as the
+        kernel does -- so TCP state, the ACK decision and the application's wake-up
+        happen once per run instead of once per segment."""
+        head = None         # the first data segment of a run: its _fast_tcp answer
+        head_frame = head_ok = head_tcb = head_ack = head_flags = head_window = head_ts = None
+        run = None          # once a second segment joins: ([payloads], [(frame, ok)])
+        nxt = 0             # the sequence number that continues the run
+        for f, ok in frames:
+            m = self._fast_tcp(f, ok)
+            tcb = None if m is None else m[0]
+            if tcb is not None:
+                _, seq, ack, flags, window, ts, payload = m
+                if head is not None and tcb is head_tcb and seq == nxt and ack == head_ack \
+                        and flags == head_flags and window == head_window and ts == head_ts and payload:
+                    if run is None:
+                        run = ([head[6]], [(head_frame, head_ok)])
+                    run[0].append(payload)
+                    run[1].append((f, ok))
+                    nxt = (nxt + len(payload)) & 0xFFFFFFFF
+                    continue
+            if head is not None:
+                if run is None:
+                    self._receive_parsed(head, head_frame, now, head_ok)     # a run of one: the common case
+                else:
+                    self._flush_run(head, run, now)
+                    run = None
+                head = None
+            if tcb is not None and payload and (flags == _PURE_ACK or flags == _DATA_PSH):
+                head, head_frame, head_ok = m, f, ok
+                head_tcb, head_ack, head_flags, head_window, head_ts = tcb, ack, flags, window, ts
+                nxt = (seq + len(payload)) & 0xFFFFFFFF
+            else:
+                self._receive_parsed(m, f, now, ok)
+        if head is not None:
+            if run is None:
+                self._receive_parsed(head, head_frame, now, head_ok)
+            else:
+                self._flush_run(head, run, now)
+
+    def _flush_run(self, head, run, now: float) -> None:
+        tcb, seq, ack, flags, window, ts, _first = head
+        payloads, frames = run
+        n = len(frames)
+        payload = memoryview(b"".join(payloads))
+        if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
+            c = self.counters
+            c["rx_frames"] += n
+            c["rx_tcp_fast"] += n
+            c["rx_gro_merged"] += n
+            self._after_fast(tcb)
+        else:
+            for f, _ok in frames:      # the full path; _fast_tcp verified the checksums
+                self._receive_parsed(None, f, now, True)
+
+    def _after_fast(self, tcb) -> None:
+        """After the header prediction took a segment: due now, or at the delayed ACK."""
+        if tcb.ack_now or tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF):
+            self.dirty.add(tcb)     # something to send now
+        elif tcb.delack_at is not None and (tcb.sched_at is None or tcb.delack_at < tcb.sched_at):
+            self._push_timer(tcb, tcb.delack_at)
+
+    def _fast_tcp(self, frame, csum_ok: bool):
+        """(tcb, seq, ack, flags, window, ts, payload) for an unfragmented IPv4/TCP
+        frame without IP options, for us, of an existing connection, with valid
+        checksums and no TCP option but the timestamp -- parsed with one struct
+        call that skips the fields it does not need; (None, source address, TCP
+        segment) for such a frame of no connection (a SYN, a
+        stray segment: TCP checks it, without parsing Ethernet and IPv4 again);
+        else None."""
+        n = len(frame)
+        if n >= 66:     # room for the timestamp option: read its bytes too (payload if hlen is 20)
+            (dst, et, vihl, total, frag, proto, sip, dip, sport, dport, seq, ack, off, flags, window,
+             opt, tsval, tsecr) = _FAST_TS.unpack_from(frame, 0)
+        elif n >= 54:
+            (dst, et, vihl, total, frag, proto, sip, dip, sport, dport, seq, ack, off, flags,
+             window) = _FAST.unpack_from(frame, 0)
+            opt = 0
+        else:
+            return None
+        hlen = (off >> 4) << 2
+        if et != 0x0800 or vihl != 0x45 or proto != 6 or dst != self.mac or dip != self.ip or frag & 0x3FFF \
+                or total + 14 > n or not 40 <= 20 + hlen <= total:
+            return None
+        tcb = self.tcbs.get((dip, dport, sip, sport))
+        if tcb is None:
+            # No connection (a SYN, or a segment to answer with RST): the IP
+            # header is checked here, TCP's own rules take the segment from there
+            # without a second parse of the layers below.
+            if int.from_bytes(frame[14:34], "big") % 0xFFFF:
+                return None
+            return None, sip, memoryview(frame)[34:14 + total]
+        if hlen == 20:
+            ts = None
+        elif hlen == 32 and opt == 0x0101080A:      # NOP NOP TS(10)
+            ts = (tsval, tsecr)
+        else:
+            return None
+        mv = memoryview(frame)
+        # a correct IP header sums to 0xFFFF, i.e. 0 modulo 0xFFFF (2**16 == 1)
+        if int.from_bytes(mv[14:34], "big") % 0xFFFF or not (csum_ok or l4_checksum_ok(mv[34:14 + total], sip, dip, 6)):
+            return None
+        return tcb, seq, ack, flags, window, ts, mv[34 + hlen:14 + total]
+
+    def _receive(self, frame, now: float, csum_ok: bool) -> None:
+        if len(frame) < 14:
+            raise MalformedPacket("ethernet_truncated")
+        dst, src, ethertype = _ETH.unpack_from(frame, 0)
+        if dst != self.mac and dst != BROADCAST_MAC:
+            self.drop("ethernet_not_for_us")
+            return
+        payload = memoryview(frame)[14:]
+        if ethertype == ETHERTYPE_IPV4:
+            self._receive_ipv4(src, payload, now, csum_ok)
+        elif ethertype == ETHERTYPE_ARP:
+            self._receive_arp(ArpRepr.parse(payload), now)
+        else:
+            self.drop("ethertype_unsupported")
