@@ -18,6 +18,7 @@ import struct
 from typing import NamedTuple
 
 from .wire import MalformedPacket
+from .events import EV_DHCP_BOUND, EV_DHCP_LOST, EV_DHCP_RENEWED
 
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
 MAGIC = b"\x63\x82\x53\x63"
@@ -85,7 +86,7 @@ class DhcpClient:
         self.tries = 0
         self.bound_at = 0.0
         self.out: list = []
-        self.events: list = []      # "bound", "renewed", "lost"
+        self.events: list = []      # EV_DHCP_BOUND, EV_DHCP_RENEWED, EV_DHCP_LOST
 
     def poll_at(self):
         return 0.0 if self.out else self.next_at
@@ -103,7 +104,7 @@ class DhcpClient:
                 self._request(now)
             elif self.state == "RENEWING":
                 if now - self.bound_at >= self.lease.lease_time:
-                    self.events.append("lost")
+                    self.events.append(EV_DHCP_LOST)
                     self.lease = None
                     self.state = "INIT"
                     self._discover(now)
@@ -153,7 +154,7 @@ class DhcpClient:
                                router[:4] if router and len(router) >= 4 else None,
                                server or self.offer[1], lease_time,
                                tuple(dns[i:i + 4] for i in range(0, len(dns) - 3, 4)))
-            self.events.append("renewed" if self.state == "RENEWING" else "bound")
+            self.events.append(EV_DHCP_RENEWED if self.state == "RENEWING" else EV_DHCP_BOUND)
             self.state = "BOUND"
             self.bound_at = now
             self.tries = 0
@@ -163,4 +164,4 @@ class DhcpClient:
             self.state = "INIT"
             self.tries = 0
             self.next_at = now
-            self.events.append("lost")
+            self.events.append(EV_DHCP_LOST)

@@ -7,6 +7,8 @@ import sys
 import time
 
 import pytest
+
+from netstack.events import Event
 from scapy.all import BOOTP, DHCP, IP, UDP, Ether, raw
 
 from netstack.config import InterfaceConfig
@@ -47,7 +49,7 @@ def test_discover_offer_request_ack_configures_the_interface():
     assert req[4][53] == b"\x03" and req[4][50] == ip_to_bytes("192.0.2.77") and req[4][54] == ip_to_bytes("192.0.2.1")
     i.receive_frame(reply(xid, "ack"), 0.2)
     assert i.ip == ip_to_bytes("192.0.2.77") and i.cfg.gateway == ip_to_bytes("192.0.2.1")
-    assert ("bound" in [e for _o, e in i.pop_events()])
+    assert (Event.DHCP_BOUND in [e for _o, e in i.pop_events()])
     # renewal at T1 (half the 600 s lease)
     assert sent_dhcp(i, 299.0) == []
     (renew,) = sent_dhcp(i, 300.2)

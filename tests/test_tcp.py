@@ -1,5 +1,11 @@
 """TCP as segment tables (in the style of smoltcp's socket/tcp.rs tests): a TCB,
-segments in at chosen times, the exact segments out."""
+segments in at chosen times, the exact segments out.
+
+Every table runs twice (the autouse `path` fixture): once through the general
+path only (`on_segment`, `poll`), once as the Interface drives a TCB -- each
+segment offered to the header prediction (`on_segment_fast`) first where it
+applies, output taken from `fast_output` first. Both runs must emit exactly
+the table's segments, so a rule that differs between the two paths fails."""
 import pytest
 
 from netstack.config import TcpConfig
@@ -23,11 +29,39 @@ def seg(seq, ack=0, flags=ACK, window=64000, **kw):
     return TcpRepr(RP, LP, seq, ack, flags, window, **kw)
 
 
+PATH = {"fast": False}
+
+
+@pytest.fixture(autouse=True, params=["general", "fast"])
+def path(request):
+    PATH["fast"] = request.param == "fast"
+    yield request.param
+    PATH["fast"] = False
+
+
 def send(tcb, s, payload=b"", t=0.0):
-    tcb.on_segment(s, memoryview(payload), t)
+    """Feed a segment as the Interface does: to the header prediction when it has
+    no option but the timestamp (fast run), else -- or when it declines -- to the
+    full rules."""
+    mv = memoryview(payload)
+    if PATH["fast"] and s.mss is None and s.wscale is None and not s.sack_permitted and not s.sack_blocks \
+            and not s.urgent and tcb.on_segment_fast(s.seq, s.ack, s.flags, s.window, s.timestamp, mv, t):
+        return
+    tcb.on_segment(s, mv, t)
 
 
 def recv(tcb, t=0.0):
+    """Take what the TCB sends now, as the Interface does: fast_output first (fast
+    run), poll() when it declines."""
+    if PATH["fast"]:
+        a = tcb.fast_output(t)
+        if a is not None:
+            out = []
+            while a:
+                seq, ack, window, ts, payload, flags = a
+                out.append((TcpRepr(LP, RP, seq, ack, flags, window, 0, None, None, False, (), ts), bytes(payload)))
+                a = tcb.fast_output(t) if len(tcb.sbuf) > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF) else None
+            return out
     return [(s, bytes(p)) for s, p in tcb.poll(t)]
 
 
@@ -629,3 +663,34 @@ def test_sack_recovery_sends_new_data_as_the_pipe_drains():
     assert (base, 1460) in new                   # the hole, retransmitted
     assert any(s >= sent_before for s, _n in new)   # and new data went out
     assert t.in_recovery and t.stats["fast_retransmits"] == 1
+
+
+def test_state_changes_follow_the_transition_table_and_reach_the_trace_hook():
+    """Every state change goes through _set_state: allowed ones reach the trace
+    hook in order, an illegal one raises a TcpError naming both states."""
+    from netstack.tcp import TcpError
+    seen = []
+    t = TCB(cfg(), LOCAL_IP, LP, REMOTE_IP, RP, ISS, 0.0)
+    t.trace = lambda tcb, old, new: seen.append((old, new))
+    t.open_passive(seg(IRS, 0, SYN, mss=1460), 0.0)
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1))
+    t.close()
+    recv(t)
+    assert seen == [(State.CLOSED, State.SYN_RECEIVED), (State.SYN_RECEIVED, State.ESTABLISHED),
+                    (State.ESTABLISHED, State.FIN_WAIT_1)]
+    with pytest.raises(TcpError, match="FIN-WAIT-1 -> SYN-SENT"):
+        t._set_state(State.SYN_SENT)
+    assert t.state is State.FIN_WAIT_1
+
+
+def test_the_timer_model_gives_poll_at():
+    """timers() lists the armed timers; poll_at is the earliest of them, and an
+    idle keepalive never hides an earlier RTO."""
+    t = established()
+    assert t.timers() == {}
+    t.send(b"x" * 100)
+    recv(t, 1.0)
+    assert set(t.timers()) == {"rto_at"} and t.poll_at() == t.rto_at
+    t.set_keepalive(True, idle=7200.0)
+    assert t.poll_at() == t.rto_at          # the keepalive deadline is hours away

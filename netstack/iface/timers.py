@@ -38,40 +38,38 @@ class Timers:
             due = list(due)
             self.dirty.clear()
             for tcb in due:
-                self._run_tcb(tcb, now)
+                a = tcb.fast_output(now)
+                if a is not None:
+                    template = self._template_for(tcb, now) if a else None
+                    while a:
+                        seq, ack, window, ts, payload, flags = a
+                        if template is None:
+                            self.drop("tx_no_route")
+                        else:
+                            self._emit_tcp(template, seq, ack, flags, window, ts, None, payload, tcb.mss, now)
+                        # more data waiting (TSO frames, one per call): keep going
+                        a = tcb.fast_output(now) if tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF) \
+                            else None
+                    # ESTABLISHED with nothing else to send: only the RTO, a pending
+                    # delayed ACK (or keepalive) is left
+                    if tcb.keepalive:
+                        self._schedule(tcb)
+                    else:
+                        t = tcb.rto_at
+                        d = tcb.delack_at
+                        if d is not None and (t is None or d < t):
+                            t = d
+                        if t is not None and (tcb.sched_at is None or t < tcb.sched_at):
+                            self._push_timer(tcb, t)
+                    continue
+                for seg, payload in tcb.poll(now):
+                    self._send_segment(tcb, seg, payload, now)
+                if tcb.state is CLOSED:
+                    self._collect(tcb)
+                self._schedule(tcb)
         out = self.tx
         self.tx = []
         return out
-
-    def _run_tcb(self, tcb, now: float) -> None:
-        a = tcb.fast_output(now)
-        if a is not None:
-            template = self._template_for(tcb, now)
-            while a:
-                seq, ack, window, ts, payload, flags = a
-                if template is None:
-                    self.drop("tx_no_route")
-                else:
-                    self._emit_tcp(template, seq, ack, flags, window, ts, None, payload, tcb.mss, now)
-                # more data waiting (TSO frames, one per call): keep going
-                a = tcb.fast_output(now) if tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF) else None
-            # ESTABLISHED with nothing else to send: only the RTO, a pending
-            # delayed ACK (or keepalive) is left
-            if tcb.keepalive:
-                self._schedule(tcb)
-            else:
-                t = tcb.rto_at
-                d = tcb.delack_at
-                if d is not None and (t is None or d < t):
-                    t = d
-                if t is not None and (tcb.sched_at is None or t < tcb.sched_at):
-                    self._push_timer(tcb, t)
-            return
-        for seg, payload in tcb.poll(now):
-            self._send_segment(tcb, seg, payload, now)
-        if tcb.state is CLOSED:
-            self._collect(tcb)
-        self._schedule(tcb)
 
     def _schedule(self, tcb) -> None:
         """Keep the TCB in the timer heap at its poll_at() (lazy deletion)."""

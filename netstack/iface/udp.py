@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tcp.state import EV_READABLE
+from ..tcp.state import EV_DHCP_BOUND, EV_DHCP_LOST, EV_DHCP_RENEWED, EV_READABLE
 from ..udp import UdpEndpoint
 from ..wire import IP_PROTO_UDP, Ipv4Repr, UdpRepr
 from ..wire import icmp as icmpw
@@ -60,11 +60,11 @@ class UdpLayer:
     def _dhcp_events(self) -> None:
         d = self.dhcp
         for ev in d.events:
-            if ev in ("bound", "renewed"):
+            if ev is EV_DHCP_BOUND or ev is EV_DHCP_RENEWED:
                 lease = d.lease
                 if lease.ip != self.ip:
                     self.set_address(lease.ip, lease.netmask, lease.router)
-            elif ev == "lost":
+            elif ev is EV_DHCP_LOST:
                 self.set_address(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00", None)
             self.events.append((d, ev))
         d.events.clear()

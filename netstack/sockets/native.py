@@ -27,7 +27,7 @@ from ..config import InterfaceConfig, TcpConfig
 from .. import sharding
 from ..sharding import ShardDevice, open_wire, ring_to
 from ..interface import Interface
-from ..tcp.state import (CLOSED, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE,
+from ..tcp.state import (EV_ACCEPTABLE, EV_DHCP_BOUND, EV_DHCP_LOST, EV_DHCP_RENEWED, CLOSED, EV_CLOSED, EV_CONNECTED, EV_ERROR, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE,
                          TIME_WAIT)
 from ..wire import ip_to_bytes, ip_to_str, parse_mac
 from .api import accept_result, connected_socket, datagram, socket_address, temporary_buffer
@@ -206,13 +206,13 @@ class NativeStack:
         handlers[obj] = weakref.ref(handler, lambda r: handlers.pop(obj) if handlers.get(obj) is r else None)
 
     def _on_dhcp(self, ev) -> None:
-        if ev in ("bound", "renewed", "lost"):
+        if ev in (EV_DHCP_BOUND, EV_DHCP_RENEWED, EV_DHCP_LOST):
             from reactor import smp
             i = self.iface
             if smp.count > 1:      # the other shards use the same address
                 smp.invoke_on_others(_apply_address, i.ip, i.cfg.netmask, i.cfg.gateway).handle_exception(
                     lambda e: log.error("could not share the DHCP lease: %r", e))
-        if ev in ("bound", "renewed"):
+        if ev is EV_DHCP_BOUND or ev is EV_DHCP_RENEWED:
             self.lease = self.iface.dhcp.lease
             w, self._ready_waiters = self._ready_waiters, []
             for f in w:
@@ -315,7 +315,7 @@ class _NativeServer(_Waits):
         self.aborted = False
 
     def on_event(self, ev) -> None:
-        if ev == "acceptable":
+        if ev is EV_ACCEPTABLE:
             self._wake("accept")
 
     def accept(self) -> Future:

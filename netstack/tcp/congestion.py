@@ -1,14 +1,29 @@
 """Congestion control: NewReno (RFC 5681, RFC 6582) and CUBIC (RFC 9438).
 
-Both expose the same small interface, in bytes:
+The congestion-control object owns cwnd and ssthresh: the TCB reads them and
+tells it what happened, in bytes, through these calls only:
+  start(mss)                   the handshake fixed the MSS: the initial window (RFC 6928)
+  set_mss(mss)                 the segment size changed (timestamps, PMTU)
   on_ack(acked, now, rtt)      new data acknowledged outside recovery
-  on_loss_fast(flight, now)    entering fast recovery (3 dup ACKs / SACK loss)
-  on_loss_timeout(flight, now) retransmission timeout
+  enter_recovery(flight, now, sack)  fast retransmit (3 dup ACKs / SACK loss)
+  on_dupack_in_recovery()      NewReno without SACK: inflate by one MSS
+  on_partial_ack(acked)        NewReno without SACK: deflate (RFC 6582 3.2 step 5)
   exit_recovery(flight)        recovery complete
-and the attributes cwnd and ssthresh.
+  on_loss_timeout(flight, now) retransmission timeout
+  adopt(other)                 take over another algorithm's window (set_congestion)
+Each algorithm supplies on_ack, on_loss_fast (its ssthresh at a loss),
+on_loss_timeout and exit_recovery.
 """
 
 from __future__ import annotations
+
+
+DUPACK_THRESHOLD = 3           # RFC 5681 3.2
+
+
+def initial_window(mss: int, segments: int = 10) -> int:
+    """RFC 6928: min(10*MSS, max(2*MSS, 14600)), with `segments` for 10."""
+    return min(segments * mss, max(2 * mss, 14600))
 
 
 class NewReno:
@@ -16,10 +31,36 @@ class NewReno:
 
     def __init__(self, mss: int, initial_segments: int = 10) -> None:
         self.mss = mss
-        # RFC 6928 initial window: min(10*MSS, max(2*MSS, 14600))
-        self.cwnd = min(initial_segments * mss, max(2 * mss, 14600))
+        self.initial_segments = initial_segments
+        self.cwnd = initial_window(mss, initial_segments)
         self.ssthresh = 1 << 30
         self._acc = 0
+
+    # ---- the calls the TCB makes (common to every algorithm) ----------------------
+    def start(self, mss: int) -> None:
+        self.mss = mss
+        self.cwnd = initial_window(mss, self.initial_segments)
+
+    def set_mss(self, mss: int) -> None:
+        self.mss = mss
+
+    def enter_recovery(self, flight: int, now: float, sack: bool) -> None:
+        self.on_loss_fast(flight, now)
+        if sack:
+            self.cwnd = self.ssthresh          # RFC 6675 5 (4.2): pipe, not inflation, paces recovery
+        else:
+            self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss    # RFC 5681 3.2 step 2
+
+    def on_dupack_in_recovery(self) -> None:
+        self.cwnd += self.mss                  # inflate (RFC 5681 3.2 step 4)
+
+    def on_partial_ack(self, acked: int) -> None:
+        self.cwnd = max(self.mss, self.cwnd - acked + self.mss)     # RFC 6582 3.2 step 5
+
+    def adopt(self, other) -> None:
+        self.cwnd, self.ssthresh = other.cwnd, other.ssthresh
+
+    # ---- the algorithm ---------------------------------------------------------------
 
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         if self.cwnd < self.ssthresh:

@@ -6,6 +6,7 @@ import hashlib
 from collections import deque
 
 from ..wire.seq import MASK
+from ..events import EV_ACCEPTABLE
 
 
 class IsnGenerator:
@@ -101,7 +102,7 @@ class Listener:
         self.half_open.discard(tcb)
         tcb.listener = None
         self.accept_queue.append(tcb)
-        self.events.append("acceptable")
+        self.events.append(EV_ACCEPTABLE)
 
     def forget(self, tcb) -> None:
         self.half_open.discard(tcb)

@@ -35,15 +35,24 @@ CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 CAN_RECEIVE = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 
 
-class Event(enum.Enum):
-    __hash__ = object.__hash__
+# Every state change a TCB may make (RFC 9293 3.3.2, figure 5, with
+# simultaneous open and close; CLOSED stands for LISTEN, which is the
+# listener's, not a TCB's). TCB._set_state refuses anything else.
+TRANSITIONS = {
+    State.CLOSED: frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED}),   # connect, SYN, cookie
+    State.SYN_SENT: frozenset({State.ESTABLISHED, State.SYN_RECEIVED, State.CLOSED}),
+    State.SYN_RECEIVED: frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.CLOSED}),
+    State.ESTABLISHED: frozenset({State.FIN_WAIT_1, State.CLOSE_WAIT, State.CLOSED}),
+    State.FIN_WAIT_1: frozenset({State.FIN_WAIT_2, State.CLOSING, State.TIME_WAIT, State.CLOSED}),
+    State.FIN_WAIT_2: frozenset({State.TIME_WAIT, State.CLOSED}),
+    State.CLOSE_WAIT: frozenset({State.LAST_ACK, State.CLOSED}),
+    State.CLOSING: frozenset({State.TIME_WAIT, State.CLOSED}),
+    State.LAST_ACK: frozenset({State.CLOSED}),
+    State.TIME_WAIT: frozenset({State.CLOSED}),
+    State.LISTEN: frozenset(),
+}
 
-    CONNECTED = "connected"      # handshake complete
-    READABLE = "readable"        # data (or the peer's FIN) can be read
-    WRITABLE = "writable"        # send buffer space became available
-    PEER_CLOSED = "peer_closed"  # FIN received: no more data will arrive
-    ERROR = "error"              # reset / timeout / refused: see tcb.error
-    CLOSED = "closed"            # the connection is gone (its port may be reused)
 
-
-(EV_CONNECTED, EV_READABLE, EV_WRITABLE, EV_PEER_CLOSED, EV_ERROR, EV_CLOSED) = Event
+# The events live in netstack.events (TCP, listeners and DHCP report them).
+from ..events import (EV_ACCEPTABLE, EV_CLOSED, EV_CONNECTED, EV_DHCP_BOUND, EV_DHCP_LOST,  # noqa: E402,F401
+                      EV_DHCP_RENEWED, EV_ERROR, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE, Event)

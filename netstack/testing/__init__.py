@@ -9,6 +9,10 @@ from ..config import InterfaceConfig
 from ..interface import Interface, TxFrame
 
 
+class OversizedFrame(AssertionError):
+    """A stack sent a frame larger than the link's MTU (and not as a TSO frame)."""
+
+
 class LinkPair:
     """Two Interfaces on one in-memory Ethernet segment, driven by a manual clock.
 
@@ -33,8 +37,14 @@ class LinkPair:
         return cls(a, b, seed, **kw)
 
     def _send(self, src: Interface, dst: Interface) -> None:
+        limit = src.cfg.mtu + 14
         for f in src.frames_to_send(self.now):
             data = f.frame() if isinstance(f, TxFrame) else f
+            if len(data) > limit and not (isinstance(f, TxFrame) and f.gso_size):
+                # a frame past the MTU leaves only as TSO (the device cuts it): on a
+                # real wire this one is lost, so a test on this link fails at once
+                raise OversizedFrame(f"{len(data) - 14}-byte IP packet on a {src.cfg.mtu}-byte MTU link "
+                                     f"at t={self.now:.6f}")
             self.frames += 1
             if self.rng.random() < self.loss:
                 continue
@@ -106,7 +116,7 @@ def echo_app(port: int = 7):
         if port not in iface.listeners:
             iface.tcp_listen(port)
         for obj, ev in iface.pop_events():
-            if ev == "acceptable":
+            if ev is Event.ACCEPTABLE:
                 obj.accept()
             elif ev is Event.READABLE and hasattr(obj, "recv"):
                 while (data := obj.recv()):

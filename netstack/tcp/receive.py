@@ -1,0 +1,330 @@
+"""The receive side of a TCB (RFC 9293 3.10.7): header prediction, the
+segment checks in the RFC's order, in-order and out-of-order data, the window
+we offer and the SACK blocks we report."""
+from __future__ import annotations
+
+from ..wire.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
+from .state import (CAN_RECEIVE, CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, EV_CONNECTED,
+                    EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
+
+from .rules import PAWS_IDLE
+
+
+class ReceiveSide:
+    __slots__ = ()
+
+    def on_segment_fast(self, seq: int, ack: int, flags: int, window: int, ts, payload, now: float) -> bool:
+        """Header prediction (Van Jacobson): the two segments of a bulk transfer
+        -- in-order data that acks nothing new, or a pure ACK of new data -- in
+        ESTABLISHED with nothing unusual going on, handled without building a
+        TcpRepr. Returns False when the segment needs the full path
+        (`on_segment`), having changed nothing."""
+        if self.state is not ESTABLISHED or (flags != ACK and flags != ACK | PSH) \
+                or seq != self.rcv_nxt or self.ooo or self.in_recovery or self.sacked or self.fin_queued:
+            return False
+        if ts is not None:
+            if not self.ts_ok or ((ts[0] - self.ts_recent) & MASK) >= 0x80000000:
+                return False  # PAWS or options mismatch: the full path decides
+        elif self.ts_ok:
+            return False
+        if (window << self.snd_wscale) != self.snd_wnd:
+            return False
+        plen = len(payload)
+        una = self.snd_una
+        acked = (ack - una) & MASK
+        if acked:
+            if acked >= 0x80000000 or ((self.snd_max - ack) & MASK) >= 0x80000000:
+                return False          # old, or acks what was never sent: the full path decides
+        elif not plen:
+            return False              # a duplicate ACK: loss recovery lives in the full path
+        if plen and plen > self.recv_buffer - self.rq_bytes:
+            return False
+        # --- accepted: from here on the segment is applied ---
+        self.last_recv = now
+        if ts is not None and seq == self.last_ack_sent:
+            self.ts_recent = ts[0]
+            self.ts_recent_age = now
+        if acked:
+            # new data acknowledged (the request of a request/response also acks the last response)
+            self._new_ack(ack, acked, ts[1] if ts is not None else 0, now)
+            self.snd_wl1, self.snd_wl2 = seq, ack      # the window is unchanged (checked above)
+            self.cc.on_ack(acked, now, self.srtt)
+        if plen:
+            self.rq.append(payload)
+            self.rq_bytes += plen
+            self.rcv_nxt = (seq + plen) & MASK
+            self.notify_readable()
+            self.snd_wl1 = seq
+            self._schedule_ack(plen, now)
+        return True
+
+    def _schedule_ack(self, plen: int, now: float) -> None:
+        """In-order data arrived: ACK every second full-sized segment at once (or
+        one larger than the MSS: a merged GRO run), else within the delayed-ACK
+        time (RFC 5681 4.2). Both input paths call this."""
+        self.unacked_segments += 1
+        if self.unacked_segments >= 2 or plen > self.mss:
+            self.ack_now = True
+        elif self.delack_at is None:
+            self.delack_at = now + self.cfg.delayed_ack
+
+    def on_segment(self, seg: TcpRepr, payload, now: float) -> None:
+        """The full rules for one segment, in RFC 9293 3.10.7.4's order."""
+        st = self.state
+        flags = seg.flags
+        self.last_recv = now
+        if st is SYN_SENT:
+            self._on_syn_sent(seg, payload, now)
+            return
+        if st is CLOSED:
+            return
+        plen = len(payload)
+        if not self._segment_acceptable(seg, plen, now):
+            return
+        # 2. RST (RFC 5961 3.2)
+        if flags & RST:
+            self._on_rst(seg)
+            return
+        # 4. SYN in a synchronized state: challenge ACK (RFC 5961 4.2)
+        if flags & SYN:
+            if st is SYN_RECEIVED and seg.seq == self.irs:
+                self.ack_now = True  # a retransmitted SYN: repeat our SYN-ACK
+                self.snd_nxt = self.snd_una
+                return
+            self.stats["challenge_acks"] += 1
+            self.ack_now = True
+            return
+        # 5. ACK
+        if not flags & ACK:
+            return
+        if st is SYN_RECEIVED and not self._on_handshake_ack(seg, now):
+            return
+        if not self._process_ack(seg, plen, now):
+            return
+        st = self.state
+        # timestamps: remember the peer's clock (RFC 7323 4.3)
+        if self.ts_ok and seg.timestamp is not None and seq_le(seg.seq, self.last_ack_sent):
+            self.ts_recent = seg.timestamp[0]
+            self.ts_recent_age = now
+        # 7. data
+        if plen and st in CAN_RECEIVE:
+            self._receive_data(seg.seq, payload, now, bool(flags & PSH))
+        elif plen:
+            self.ack_now = True
+        # 8. FIN
+        if flags & FIN:
+            self._on_fin(seg.seq, plen, st, now)
+
+    def _segment_acceptable(self, seg: TcpRepr, plen: int, now: float) -> bool:
+        """PAWS (RFC 7323 5.3) and the first check, sequence number acceptability
+        (RFC 9293 3.10.7.4). An unacceptable segment is answered by an ACK (not a
+        RST) and dropped."""
+        flags = seg.flags
+        if self.ts_ok and seg.timestamp is not None and not flags & RST:
+            if seq_lt(seg.timestamp[0], self.ts_recent) and now - self.ts_recent_age < PAWS_IDLE:
+                self.stats["paws_dropped"] += 1
+                self.ack_now = True
+                return False
+        seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        if self._acceptable(seg.seq, seglen, self._rcv_window()):
+            return True
+        if not flags & RST:
+            if self.state is TIME_WAIT and flags & FIN:
+                self.timewait_at = now + self.cfg.time_wait
+            self.ack_now = True
+        return False
+
+    def _on_rst(self, seg: TcpRepr) -> None:
+        """RFC 5961 3.2: a RST exactly at RCV.NXT resets; one elsewhere in the
+        window draws a challenge ACK."""
+        if seg.seq == self.rcv_nxt:
+            if self.state is SYN_RECEIVED and self.listener is not None:
+                self._finish(None)  # back to LISTEN: just drop this half-open TCB
+            else:
+                self._finish(ConnectionResetError(104, "Connection reset by peer"))
+        else:
+            self.stats["challenge_acks"] += 1
+            self.ack_now = True
+
+    def _on_handshake_ack(self, seg: TcpRepr, now: float) -> bool:
+        """SYN-RECEIVED: an ACK of our SYN completes the handshake; any other ACK
+        draws a RST (RFC 9293 3.10.7.4 fifth check). False: drop the segment."""
+        if not (seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max)):
+            self.rst_pending = self._seg(seg.ack, 0, RST)
+            return False
+        self._set_state(ESTABLISHED)
+        self.syn_acked = True
+        self.snd_una = seq_add(self.snd_una, 1)
+        self.snd_wnd = seg.window << self.snd_wscale
+        self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+        self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+        self.retries = 0
+        self.rto_at = None
+        self._rtt_sample_ack(seg, now)
+        self.events.append(EV_CONNECTED)
+        if self.listener is not None:
+            self.listener.established(self)
+        return True
+
+    def _on_fin(self, seq: int, plen: int, st, now: float) -> None:
+        """The eighth check: the peer's FIN, once every byte before it is in."""
+        if seq_add(seq, plen) == self.rcv_nxt and not self.fin_received:
+            self.fin_received = True
+            self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+            self.events.append(EV_PEER_CLOSED)
+            self.events.append(EV_READABLE)
+            if st is ESTABLISHED:
+                # The ACK of the peer's FIN waits for the delayed-ACK timer (Linux
+                # does the same: a FIN puts it in pingpong mode), so the
+                # application's close() -- its usual answer to EOF -- sends one
+                # FIN|ACK instead of an ACK and then a FIN.
+                if self.delack_at is None:
+                    self.delack_at = now + self.cfg.delayed_ack
+                self._set_state(CLOSE_WAIT)
+            else:
+                self.ack_now = True
+                if st is FIN_WAIT_1:
+                    self._set_state(CLOSING)
+                elif st is FIN_WAIT_2:
+                    self._enter_time_wait(now)
+        elif seq_gt(seq_add(seq, plen), self.rcv_nxt):
+            pass  # a FIN beyond a hole: wait for the hole to fill (the peer retransmits)
+        elif st is TIME_WAIT:
+            self.ack_now = True     # a retransmitted FIN: ACK it again, restart 2MSL
+            self.timewait_at = now + self.cfg.time_wait
+
+    def _acceptable(self, seq: int, seglen: int, wnd: int) -> bool:
+        # RFC 9293 3.10.7.4's table; "rn <= x < rn + wnd" is (x - rn) mod 2**32 < wnd
+        rn = self.rcv_nxt
+        if seglen == 0:
+            if wnd == 0:
+                return seq == rn
+            return ((seq - rn) & MASK) < wnd
+        if wnd == 0:
+            return False
+        return ((seq - rn) & MASK) < wnd or ((seq + seglen - 1 - rn) & MASK) < wnd
+
+    def _on_syn_sent(self, seg: TcpRepr, payload, now: float) -> None:
+        flags = seg.flags
+        if flags & ACK:
+            # RFC 9293 3.10.7.3: unacceptable ACK -> RST (unless RST)
+            if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
+                if not flags & RST:
+                    self.rst_pending = self._seg(seg.ack, 0, RST)
+                return
+        if flags & RST:
+            if flags & ACK:
+                self._finish(ConnectionRefusedError(111, "Connection refused"))
+            return
+        if not flags & SYN:
+            return
+        self.irs = seg.seq
+        self.rcv_nxt = seq_add(seg.seq, 1)
+        self._take_syn_options(seg)
+        if seg.timestamp is not None and self.ts_ok:
+            self.ts_recent = seg.timestamp[0]
+            self.ts_recent_age = now
+        if flags & ACK:
+            self.snd_una = seg.ack
+            self.syn_acked = True
+            self.snd_wnd = seg.window  # the window in a SYN is never scaled (RFC 7323 2.2)
+            self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+            self.max_snd_wnd = self.snd_wnd
+            self._rtt_sample_ack(seg, now)
+            self.rto_at = None
+            self.retries = 0
+            self._set_state(ESTABLISHED)
+            self.ack_now = True
+            self.events.append(EV_CONNECTED)
+            if self.send_space():
+                self.events.append(EV_WRITABLE)
+        else:
+            # simultaneous open (RFC 9293 3.5, figure 8)
+            self.snd_wnd = seg.window
+            self.snd_wl1 = seg.seq
+            self._set_state(SYN_RECEIVED)
+            self.snd_nxt = self.iss  # resend our SYN, now with ACK
+            self._arm_rto(now)
+
+    def _receive_data(self, seq: int, payload, now: float, push: bool) -> None:
+        rn = self.rcv_nxt
+        off = seq_sub(rn, seq)
+        if off > 0:
+            payload = payload[off:]   # part already received
+            seq = rn
+        wnd = self._rcv_window()
+        if len(payload) > wnd:
+            payload = payload[:wnd]   # beyond the window
+        if not payload:
+            self.ack_now = True
+            return
+        if seq == rn:
+            self.rq.append(payload)
+            self.rq_bytes += len(payload)
+            self.rcv_nxt = seq_add(rn, len(payload))
+            had_ooo = bool(self.ooo)
+            if had_ooo:
+                self._drain_ooo()
+                self.ack_now = True  # filling a hole: ACK at once (RFC 5681 4.2)
+            self.events.append(EV_READABLE)
+            self._schedule_ack(len(payload), now)
+        else:
+            # out of order: keep (bounded), ACK at once with SACK blocks
+            self.ack_now = True
+            if self.ooo_bytes + len(payload) > self.cfg.ooo_limit:
+                self.stats["ooo_dropped"] += 1
+                return
+            for s, d in self.ooo:
+                if s == seq and len(d) >= len(payload):
+                    return
+            self.ooo.append((seq, bytes(payload)))
+            self.ooo.sort(key=lambda x: seq_sub(x[0], self.rcv_nxt))
+            self.ooo_bytes += len(payload)
+            self._last_ooo = seq
+
+    def _drain_ooo(self) -> None:
+        keep = []
+        for seq, data in self.ooo:
+            rn = self.rcv_nxt
+            end = seq_add(seq, len(data))
+            if seq_le(end, rn):
+                self.ooo_bytes -= len(data)
+                continue
+            if seq_le(seq, rn):
+                part = memoryview(data)[seq_sub(rn, seq):]
+                self.rq.append(part)
+                self.rq_bytes += len(part)
+                self.rcv_nxt = end
+                self.ooo_bytes -= len(data)
+            else:
+                keep.append((seq, data))
+        self.ooo = keep
+
+    def _sack_blocks(self) -> tuple:
+        if not self.sack_ok or not self.ooo:
+            return ()
+        blocks = []
+        for seq, data in self.ooo:
+            end = seq_add(seq, len(data))
+            if blocks and seq_le(seq, blocks[-1][1]):
+                if seq_gt(end, blocks[-1][1]):
+                    blocks[-1] = (blocks[-1][0], end)
+            else:
+                blocks.append((seq, end))
+        # RFC 2018 4: the block with the most recent segment first
+        if self._last_ooo is not None:
+            for i, (left, right) in enumerate(blocks):
+                if seq_le(left, self._last_ooo) and seq_lt(self._last_ooo, right):
+                    blocks.insert(0, blocks.pop(i))
+                    break
+        return tuple(blocks[:3 if self.ts_ok else 4])
+
+    def _rcv_window(self) -> int:
+        # Out-of-order data sits inside this window (beyond the hole), so it is not
+        # subtracted: counted twice, the window shrank as segments after a loss
+        # arrived, the retransmission that fills the hole no longer fit (and was
+        # trimmed away), and both peers dropped each other's ACKs as outside the
+        # shrunken window -- an ACK war until both timed out (found by a soak of
+        # random lossy links with small buffers). rq + ooo stays <= recv_buffer.
+        return max(0, self.recv_buffer - self.rq_bytes)

@@ -1,0 +1,321 @@
+"""Acknowledgements and loss recovery of a TCB: the ACK checks, duplicate
+ACKs and fast recovery (RFC 5681, RFC 6582), SACK recovery (RFC 6675), RTT
+estimation and the retransmission timeout (RFC 6298)."""
+from __future__ import annotations
+
+from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
+from ..wire.tcp import FIN, SYN, TcpRepr
+from .state import (CLOSING, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT)
+
+from .rules import DUPACK_THRESHOLD
+
+
+class AckAndRecovery:
+    __slots__ = ()
+
+    def _process_ack(self, seg: TcpRepr, plen: int, now: float) -> bool:
+        """RFC 9293 3.10.7.4 fifth check. Returns False if the segment is to be dropped."""
+        ack = seg.ack
+        una = self.snd_una
+        # (the wire.seq comparisons written out: this runs for every segment the
+        # header prediction declines)
+        if ((self.snd_max - ack) & MASK) >= HALF:       # ack > snd_max
+            self.ack_now = True  # acks something not yet sent
+            return False
+        # RFC 5961 5.2: too old an ACK
+        if ((ack - una + self.max_snd_wnd) & MASK) >= HALF:     # ack < una - max_snd_wnd
+            self.stats["challenge_acks"] += 1
+            self.ack_now = True
+            return False
+        wnd = seg.window << self.snd_wscale
+        if self.sack_ok and seg.sack_blocks:
+            self._update_scoreboard(seg.sack_blocks)
+        acked = (ack - una) & MASK
+        if acked and acked < HALF:                      # ack > una
+            if not self._on_new_ack_general(seg, ack, acked, now):
+                return False
+        elif ack == una and seq_sub(self.snd_max, una) > 0 and not plen \
+                and not seg.flags & (SYN | FIN) and wnd == self.snd_wnd:
+            self._on_duplicate_ack(now)
+        self._update_window(seg.seq, ack, wnd)
+        return True
+
+    def _new_ack(self, ack: int, data_acked: int, tsecr: int, now: float) -> None:
+        """New data acknowledged (SND.UNA < ack): the bookkeeping every path does,
+        the header prediction included. `data_acked` excludes our FIN's octet."""
+        self.sbuf.consume(data_acked)
+        self.snd_una = ack
+        if ((self.snd_nxt - ack) & MASK) >= HALF:   # snd_nxt < ack
+            self.snd_nxt = ack
+        self.retries = 0
+        self.dupacks = 0
+        self._rtt_sample(ack, tsecr, now)
+        if ack == self.snd_max:
+            self.rto_at = None
+        else:
+            self.rto_at = now + self.rto             # restart (RFC 6298 5.3)
+        if not self._was_writable and self.send_limit > self.sbuf.size:
+            self._was_writable = True
+            self.events.append(EV_WRITABLE)
+
+    def _on_new_ack_general(self, seg: TcpRepr, ack: int, acked: int, now: float) -> bool:
+        """The general path's new ACK: recovery, then our FIN. False: the TCB is gone."""
+        st = self.state
+        fin_acked = self.fin_queued and acked > self.sbuf.size      # ack covers our FIN
+        data_acked = acked - 1 if fin_acked else acked
+        self._new_ack(ack, data_acked, seg.timestamp[1] if seg.timestamp is not None else 0, now)
+        if self.in_recovery:
+            if seq_ge(ack, self.recover):
+                self.in_recovery = False
+                self.cc.exit_recovery((self.snd_max - ack) & MASK)
+                self.sacked = []
+            elif self.sack_ok:
+                # RFC 6675: no window arithmetic here; the pipe estimate decides
+                if seq_lt(self.rexmit_next, ack):
+                    self.rexmit_next = ack
+                self._sack_send = True
+            else:
+                # partial ACK (RFC 6582 3.2 step 5): retransmit the next hole
+                self.cc.on_partial_ack(data_acked)
+                self.rexmit_next = ack
+                self._retransmit_one = True
+        else:
+            self.cc.on_ack(data_acked, now, self.srtt)
+        self._trim_scoreboard()
+        if fin_acked:
+            if st is FIN_WAIT_1:
+                self._set_state(FIN_WAIT_2)
+            elif st is CLOSING:
+                self._enter_time_wait(now)
+            elif st is LAST_ACK:
+                self._finish(None)
+                return False
+        return True
+
+    def _on_duplicate_ack(self, now: float) -> None:
+        """RFC 5681 2: a duplicate ACK; the third starts fast recovery."""
+        self.dupacks += 1
+        self.stats["dup_acks"] += 1
+        if self.dupacks == DUPACK_THRESHOLD and not self.in_recovery and seq_ge(self.snd_una, self.recover):
+            self._enter_fast_recovery(now)
+        elif self.in_recovery:
+            if self.sack_ok:
+                self._sack_send = True     # RFC 6675 5 (C): send what the pipe allows
+            else:
+                self.cc.on_dupack_in_recovery()
+
+    def _update_window(self, seq: int, ack: int, wnd: int) -> None:
+        """RFC 9293 3.10.7.4: take the window if wl1 < seq, or wl1 == seq and wl2 <= ack."""
+        wl1 = self.snd_wl1
+        if ((wl1 - seq) & MASK) >= HALF or (wl1 == seq and (self.snd_wl2 == ack
+                                                           or ((self.snd_wl2 - ack) & MASK) >= HALF)):
+            self.snd_wnd = wnd
+            self.snd_wl1, self.snd_wl2 = seq, ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd:
+                self.persist_at = None
+                self.persist_backoff = 0
+
+    def _enter_fast_recovery(self, now: float) -> None:
+        flight = seq_sub(self.snd_max, self.snd_una)
+        self.cc.enter_recovery(flight, now, self.sack_ok)
+        self.recover = self.snd_max
+        self.in_recovery = True
+        self.rexmit_next = self.snd_una
+        self._retransmit_one = True          # the first lost segment, at once (RFC 6675 5 (4.3))
+        if self.sack_ok:
+            self._sack_send = True
+        self.stats["fast_retransmits"] += 1
+
+    def _holes(self) -> list:
+        """[(left, right, lost)] for the un-SACKed ranges below the highest SACKed
+        byte. A hole is lost (RFC 6675 IsLost) when more than (DupThresh - 1) * SMSS
+        bytes, or DupThresh blocks, are SACKed above it."""
+        holes = []
+        start = self.snd_una
+        for left, right in self.sacked:
+            if seq_lt(start, left):
+                holes.append([start, left, False])
+            start = right
+        above_bytes = 0
+        above_blocks = 0
+        i = len(self.sacked) - 1
+        for h in reversed(holes):
+            while i >= 0 and seq_ge(self.sacked[i][0], h[1]):
+                above_bytes += seq_sub(self.sacked[i][1], self.sacked[i][0])
+                above_blocks += 1
+                i -= 1
+            h[2] = above_bytes > (DUPACK_THRESHOLD - 1) * self.mss or above_blocks >= DUPACK_THRESHOLD
+        return holes
+
+    def _pipe(self, holes) -> int:
+        """RFC 6675 SetPipe: bytes believed in the network."""
+        top = self.sacked[-1][1] if self.sacked else self.snd_una
+        pipe = max(0, seq_sub(self.snd_max, top))          # above every SACK: in flight
+        rx = self.rexmit_next
+        for left, right, lost in holes:
+            if not lost:
+                pipe += seq_sub(right, left)
+            if seq_gt(rx, left):                          # retransmitted part of the hole
+                pipe += seq_sub(seq_min_(rx, right), left)
+        return pipe
+
+    def _sack_recovery_send(self, out: list, now: float) -> None:
+        """Send while cwnd - pipe >= SMSS, choosing each segment by RFC 6675 NextSeg:
+        (1) a lost hole above HighRxt (rexmit_next); (2) new data; (3) a hole not yet
+        deemed lost; (4) once per recovery, a rescue retransmission of the highest
+        outstanding unSACKed segment (a lost tail has no SACKs above it to mark it)."""
+        holes = self._holes()
+        pipe = self._pipe(holes)
+        while self.cc.cwnd - pipe >= self.mss:
+            seq = None
+            rx = self.rexmit_next
+            for left, right, lost in holes:
+                if lost and seq_lt(rx, right):
+                    seq = left if seq_lt(rx, left) else rx
+                    break
+            if seq is None:
+                n = self._emit_new_in_recovery(out, now)
+                if n > 0:
+                    pipe += n
+                    continue
+                for left, right, _lost in holes:
+                    if seq_lt(rx, right):
+                        seq = left if seq_lt(rx, left) else rx
+                        break
+            if seq is not None:
+                n = self._emit_data(seq, out, now, retransmit=True)
+                if n <= 0:
+                    break
+                self.rexmit_next = seq_add(seq, n)
+                pipe += n
+                continue
+            # (4) rescue: HighACK > RescueRxt (or none yet this recovery)
+            if self.rescue_rxt is not None and not seq_gt(self.snd_una, self.rescue_rxt):
+                break
+            top = self.sacked[-1][1] if self.sacked else self.snd_una
+            if seq_lt(top, self.snd_max):
+                lo, hi = top, self.snd_max                 # the unSACKed tail
+            elif holes:
+                lo, hi = holes[-1][0], holes[-1][1]
+            else:
+                break
+            if not seq_lt(rx, hi):
+                break       # that data was retransmitted already (HighRxt is past it)
+            start = hi - self.mss if seq_sub(hi, lo) > self.mss else lo
+            n = self._emit_data(start & MASK, out, now, retransmit=True)
+            if n <= 0:
+                break
+            self.rescue_rxt = self.recover
+            self.stats["rescue_retransmits"] += 1
+            pipe += n
+
+    def _update_scoreboard(self, blocks) -> None:
+        sb = self.sacked
+        for left, right in blocks:
+            if seq_le(right, self.snd_una) or seq_gt(right, self.snd_max) or not seq_lt(left, right):
+                continue  # stale or bogus block
+            sb.append((left, right))
+        sb.sort(key=lambda b: seq_sub(b[0], self.snd_una))
+        merged = []
+        for left, right in sb:
+            if merged and seq_le(left, merged[-1][1]):
+                if seq_gt(right, merged[-1][1]):
+                    merged[-1] = (merged[-1][0], right)
+            else:
+                merged.append((left, right))
+        self.sacked = merged
+        if not self.in_recovery and self.sack_ok and merged:
+            sacked_bytes = sum(seq_sub(r, lft) for lft, r in merged)
+            # RFC 6675 IsLost: more than DupThresh*SMSS sacked above snd_una
+            if sacked_bytes > DUPACK_THRESHOLD * self.mss and seq_ge(self.snd_una, self.recover):
+                self._enter_fast_recovery(0.0)
+
+    def _trim_scoreboard(self) -> None:
+        una = self.snd_una
+        self.sacked = [(max_seq(left, una), r) for left, r in self.sacked if seq_gt(r, una)]
+
+    def _rtt_sample_ack(self, seg: TcpRepr, now: float) -> None:
+        self._rtt_sample(seg.ack, seg.timestamp[1] if seg.timestamp is not None else 0, now)
+
+    def _rtt_sample(self, ack: int, tsecr: int, now: float) -> None:
+        if self.ts_ok and tsecr:
+            sample = ((int(now * 1000) - tsecr) & MASK) / 1000.0
+            self.rtt_seq = None
+            if sample > 3600:
+                return
+        elif self.rtt_seq is not None and ((self.rtt_seq - ack) & MASK) >= HALF:    # ack > rtt_seq
+            sample = now - self.rtt_time
+            self.rtt_seq = None
+            if sample < 0.0:
+                sample = 0.0
+        else:
+            return
+        srtt = self.srtt
+        if srtt is None:
+            srtt = sample
+            var = sample / 2
+        else:
+            d = srtt - sample
+            var = 0.75 * self.rttvar + 0.25 * (d if d >= 0.0 else -d)
+            srtt = 0.875 * srtt + 0.125 * sample
+        self.srtt = srtt
+        self.rttvar = var
+        var *= 4
+        rto = srtt + (var if var > 0.001 else 0.001)
+        cfg = self.cfg
+        self.rto = cfg.rto_min if rto < cfg.rto_min else (cfg.rto_max if rto > cfg.rto_max else rto)
+
+    def _arm_rto(self, now: float, restart: bool = False) -> None:
+        if self.rto_at is None or restart:
+            self.rto_at = now + self.rto
+
+    def _on_rto(self, now: float) -> None:
+        st = self.state
+        limit = self.cfg.syn_retries if st in (SYN_SENT, SYN_RECEIVED) else self.cfg.max_retries
+        self.retries += 1
+        self.stats["timeouts"] += 1
+        if self.retries > limit:
+            if st is SYN_RECEIVED and self.listener is not None:
+                self._finish(None)
+            else:
+                self._finish(TimeoutError(110, "Connection timed out"))
+            return
+        self.rto = min(self.cfg.rto_max, self.rto * 2)   # back off (RFC 6298 5.5)
+        self.rto_at = now + self.rto
+        if st in (SYN_SENT, SYN_RECEIVED):
+            self.snd_nxt = self.iss
+            return
+        flight = seq_sub(self.snd_max, self.snd_una)
+        self.cc.on_loss_timeout(flight, now)
+        self.in_recovery = False
+        self.recover = self.snd_max
+        self.dupacks = 0
+        self.sacked = []  # RFC 6675 5.1: the scoreboard may be stale after an RTO
+        self.rtt_seq = None
+        self.snd_nxt = self.snd_una      # go back and resend from the first unacked byte (or the FIN)
+
+    def _next_hole(self, start: int):
+        """The first unacked, un-SACKed sequence number at or after start that
+        is worth retransmitting, or None."""
+        if seq_lt(start, self.snd_una):
+            start = self.snd_una
+        if not seq_lt(start, self.snd_max) or seq_ge(start, seq_add(self.snd_una, len(self.sbuf))):
+            return None
+        if not (self.sack_ok and self.sacked):
+            return start
+        for left, right in self.sacked:
+            if seq_lt(start, left):
+                return start
+            if seq_lt(start, right):
+                start = right
+        return None  # beyond the highest SACKed byte: not known lost yet
+
+
+def max_seq(a: int, b: int) -> int:
+    return b if seq_lt(a, b) else a
+
+
+def seq_min_(a: int, b: int) -> int:
+    return a if seq_lt(a, b) else b

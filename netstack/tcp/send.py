@@ -1,0 +1,367 @@
+"""The send side of a TCB: what to send and when (Nagle, the windows, SWS
+avoidance), the fast path of output, segments built as TcpRepr, the persist
+and keepalive timers, and poll_at."""
+from __future__ import annotations
+
+from ..wire.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
+from ..wire.tcp import ACK, FIN, PSH, SYN, TcpRepr
+from .state import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
+
+from .rules import IDLE, _SENDING_STATES
+
+
+class SendSide:
+    __slots__ = ()
+
+    def poll_at(self):
+        """When poll() must next run: 0.0 (now), the earliest armed timer, or None.
+        An idle keepalive connection's next probe is due at last_recv + idle (the
+        very sum _keepalive() tests) -- but never later than an armed timer."""
+        if self.ack_now or self.rst_pending is not None:
+            return 0.0
+        if self._can_send_data() or self._fin_to_send():
+            return 0.0
+        t = self._next_deadline()
+        if self.keepalive and self.state is ESTABLISHED and self.keepalive_at is None:
+            k = self.last_recv + self.keepalive_idle
+            if t is None or k < t:
+                t = k
+        return t
+
+    def _seg(self, seq: int, ack: int, flags: int) -> TcpRepr:
+        return TcpRepr(self.local_port, self.remote_port, seq, ack, flags, 0)
+
+    def _fin_to_send(self) -> bool:
+        """All data is sent and the FIN is due (first time, or again after an RTO)."""
+        if not self.fin_queued or self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1,
+                                                      CLOSING, LAST_ACK):
+            return False
+        return self.snd_nxt == self._fin_seq()
+
+    def _can_send_data(self) -> bool:
+        offset = (self.snd_nxt - self.snd_una) & MASK
+        avail = self.sbuf.size - offset
+        if avail <= 0:
+            return False
+        if self.state not in _SENDING_STATES:
+            return False
+        wnd = min(self.snd_wnd, self.cc.cwnd) - offset
+        if wnd <= 0:
+            return False
+        n = min(avail, wnd, self.max_segment())
+        # RFC 9293 3.8.6.2.1: a full segment, or at least half the largest
+        # window the peer ever offered (a peer whose buffer is below one MSS)
+        if n >= self.mss or (n < avail and n >= self.max_snd_wnd // 2):
+            return True
+        # Nagle (RFC 896) in Minshall's variant: a segment smaller than the MSS
+        # goes out only when no other small segment is unacknowledged, so a
+        # request's tail is not held for a delayed ACK.
+        return n == avail and (self.nodelay or self.fin_queued or seq_le(self.snd_sml, self.snd_una)
+                               or seq_lt(self.snd_nxt, self.snd_max))  # resending after an RTO
+
+    def max_segment(self) -> int:
+        return max(self.mss, self.tso_max) if self.tso_max else self.mss
+
+    def poll(self, now: float) -> list:
+        """Run due timers; return [(TcpRepr, payload)] to send now."""
+        out: list = []
+        if self.rst_pending is not None:
+            out.append((self.rst_pending, b""))
+            self.rst_pending = None
+        st = self.state
+        if st is CLOSED:
+            return out
+        # timers
+        if self.timewait_at is not None and now >= self.timewait_at:
+            self._finish(None)
+            return out
+        if self.rto_at is not None and now >= self.rto_at:
+            self._on_rto(now)
+            if self.state is CLOSED:
+                return out
+        if self.delack_at is not None and now >= self.delack_at:
+            self.ack_now = True
+        if self.persist_at is not None and now >= self.persist_at:
+            self._on_persist(now, out)
+        if self.keepalive and self.state is ESTABLISHED:
+            self._keepalive(now, out)
+            if self.state is CLOSED:
+                return out
+        st = self.state
+        if st is SYN_SENT:
+            if self.snd_nxt == self.iss:
+                out.append((self._syn(False, now), b""))
+                # time the SYN for the first RTT sample, unless it is a retransmission (Karn)
+                self.rtt_seq, self.rtt_time = (self.iss, now) if self.retries == 0 else (None, 0.0)
+                self._sent(self.iss, 1, now)
+            return out
+        if st is SYN_RECEIVED:
+            if self.snd_nxt == self.iss or self.ack_now:
+                out.append((self._syn(True, now), b""))
+                self._sent(self.iss, 1, now)
+                self.ack_now = False
+            return out
+        if st is TIME_WAIT:
+            if self.ack_now:
+                out.append((self._ack_seg(self.snd_max, ACK, now), b""))
+            return out
+        # retransmission of one segment (fast retransmit / partial ack / SACK hole)
+        if self._retransmit_one:
+            self._retransmit_one = False
+            seq = self._next_hole(self.rexmit_next)
+            if seq is not None:
+                n = self._emit_data(seq, out, now, retransmit=True)
+                self.rexmit_next = seq_add(seq, n)
+        if self._sack_send:
+            self._sack_send = False
+            if self.in_recovery:
+                self._sack_recovery_send(out, now)
+        # new data (and retransmissions after an RTO, which rewinds snd_nxt)
+        while self._can_send_data():
+            self._emit_data(self.snd_nxt, out, now)
+        if self._fin_to_send():
+            fin = self._fin_seq()
+            out.append((self._ack_seg(fin, FIN | ACK, now), b""))
+            self._sent(fin, 1, now)
+            if self.state is ESTABLISHED:
+                self._set_state(FIN_WAIT_1)
+            elif self.state is CLOSE_WAIT:
+                self._set_state(LAST_ACK)
+        # zero window with nothing in flight (none sent yet, or an RTO rewound
+        # snd_nxt and the window lets nothing go again): the persist timer probes
+        # (RFC 9293 3.8.6.1). The RTO stands down: it has nothing to time, and its
+        # retries would end a connection whose peer only has a full buffer.
+        if self.snd_wnd == 0 and len(self.sbuf) > seq_sub(self.snd_nxt, self.snd_una) and \
+                self.snd_nxt == self.snd_una and self.persist_at is None:
+            self._arm_persist(now + max(self.rto, self.cfg.rto_min))
+        if self.ack_now:
+            out.append((self._ack_seg(self._ack_seq(), ACK, now), b""))
+        return out
+
+    def _ack_seq(self) -> int:
+        """The sequence number of a pure ACK: the highest sent (after an RTO
+        snd_nxt is rewound, and an ACK numbered below what the peer already has
+        would be dropped as old: both sides retransmitting at once would never
+        hear each other's acknowledgements) -- except when the peer's window is
+        zero: then it accepts only SEQ = RCV.NXT (RFC 9293 3.10.7.4), so an ACK
+        numbered past data it dropped is dropped unread. Seen as a deadlock: data
+        sent into a window that then closed, the ACKs of the other direction all
+        dropped. SND.UNA is what the peer has acknowledged: at most its RCV.NXT,
+        and if it is below, the peer's duplicate ACK tells us so. (Capping at
+        SND.UNA + SND.WND whatever the window, as Linux does, fell below the
+        peer's RCV.NXT when our ACKs had been lost: both peers then dropped each
+        other's ACKs as old until both timed out.)"""
+        return self.snd_una if self.snd_wnd == 0 else self.snd_max
+
+    def _payload_limit(self, tso: bool) -> int:
+        """The most payload the next segment may carry: the MSS (with `tso`, a TSO
+        frame's size when the device segments) less the SACK option it will carry.
+        The MSS already leaves room for the timestamp option (RFC 6691). Every
+        path that sizes a data segment asks this, so every frame fits the MTU
+        (a SACK option sized by a guess made segments up to 36 bytes too big
+        under bidirectional loss: each one a drop and an RTO)."""
+        limit = self.max_segment() if tso else self.mss
+        if self.ooo and self.sack_ok:
+            limit -= 4 + 8 * len(self._sack_blocks())     # NOP NOP SACK(2 + 8n)
+        return limit
+
+    def _emit_data(self, seq: int, out: list, now: float, retransmit: bool = False) -> int:
+        offset = seq_sub(seq, self.snd_una)
+        limit = self._payload_limit(not retransmit)
+        if retransmit:
+            n = min(len(self.sbuf) - offset, limit)
+        else:
+            room = min(self.snd_wnd, self.cc.cwnd) - seq_sub(self.snd_nxt, self.snd_una)
+            n = min(len(self.sbuf) - offset, limit, max(room, 0))
+        if self.sack_ok and self.sacked and retransmit:
+            for left, _right in self.sacked:
+                if seq_lt(seq, left):
+                    n = min(n, seq_sub(left, seq))  # stop at the next SACKed block
+                    break
+        if n <= 0:
+            return 0
+        data = self.sbuf.peek(offset, n, self.tso_max > 0)   # TSO: the device takes the pieces as they are
+        flags = ACK | (PSH if offset + n == len(self.sbuf) else 0)
+        out.append((self._ack_seg(seq, flags, now), data))
+        end = seq_add(seq, n)
+        if retransmit or seq_lt(seq, self.snd_max):
+            self.stats["retransmits"] += 1
+            if self.rtt_seq is not None and seq_le(seq, self.rtt_seq):
+                self.rtt_seq = None  # Karn: no sample from retransmitted data
+        elif self.rtt_seq is None and not self.ts_ok:
+            self.rtt_seq = seq
+            self.rtt_time = now
+        if not retransmit:
+            self.snd_nxt = end
+        if n < self.mss:
+            self.snd_sml = end
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        self._arm_rto(now)
+        return n
+
+    def _emit_new_in_recovery(self, out: list, now: float) -> int:
+        """New data during SACK recovery: bounded by the peer's window, not by cwnd
+        (the caller's pipe check is the congestion control here)."""
+        offset = seq_sub(self.snd_nxt, self.snd_una)
+        avail = len(self.sbuf) - offset
+        room = self.snd_wnd - offset
+        n = min(avail, room, self._payload_limit(False))
+        if n <= 0:
+            return 0
+        data = self.sbuf.peek(offset, n)
+        seq = self.snd_nxt
+        out.append((self._ack_seg(seq, ACK | (PSH if offset + n == len(self.sbuf) else 0), now), data))
+        self.snd_nxt = end = seq_add(seq, n)
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        self._arm_rto(now)
+        return n
+
+    def _sent(self, seq: int, length: int, now: float) -> None:
+        end = seq_add(seq, length)
+        if seq_gt(end, self.snd_nxt):
+            self.snd_nxt = end
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        self._arm_rto(now)
+
+    def _syn(self, with_ack: bool, now: float) -> TcpRepr:
+        ts = (self._ts_now(now), self.ts_recent if with_ack else 0) if (self.cfg.timestamps and (
+            not with_ack or self.ts_ok)) else None
+        return TcpRepr(self.local_port, self.remote_port, self.iss, self.rcv_nxt if with_ack else 0,
+                       SYN | (ACK if with_ack else 0), min(self._rcv_window(), 65535), 0, self.our_mss,
+                       self.rcv_wscale if (self.cfg.window_scale and (not with_ack or self.ws_ok)) else None,
+                       self.cfg.sack and (not with_ack or self.sack_ok), (), ts)
+
+    def fast_output(self, now: float):
+        """The fast path of poll() for its two most common outcomes, in ESTABLISHED
+        (or CLOSE_WAIT) with no timer due, no FIN, no loss recovery and no SACK block to report:
+        one pure ACK, or one segment of new data: all of it when it fits one MSS
+        and both windows and Nagle lets it go, or with TSO a frame of up to
+        tso_max bytes (at least one MSS) that the device cuts into segments.
+        Returns (seq, ack, window field, timestamp option or None, payload, flags)
+        with the bookkeeping of sending it done; IDLE (an empty tuple) when there
+        is nothing to send and no timer but the RTO and the delayed ACK to keep;
+        or None having changed nothing (then poll() decides). Call again while
+        data is waiting."""
+        st = self.state
+        if (st is not ESTABLISHED and st is not CLOSE_WAIT) or self.rst_pending is not None \
+                or self.ooo or self.fin_queued \
+                or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
+                or (self.rto_at is not None and now >= self.rto_at):
+            return None
+        keepalive = self.keepalive and st is ESTABLISHED     # as in poll(): probes only there
+        if keepalive and now >= self.last_recv + self.keepalive_idle:     # as _keepalive() decides
+            return None
+        seq = self.snd_nxt
+        offset = (seq - self.snd_una) & MASK
+        n = self.sbuf.size - offset
+        if n > 0:
+            if seq != self.snd_max:
+                return None
+            room = (self.snd_wnd if self.snd_wnd < self.cc.cwnd else self.cc.cwnd) - offset
+            flags = ACK | PSH
+            if n > self.mss:
+                if not self.tso_max:
+                    return None
+                if n > room or n > self.tso_max:
+                    n = room if room < self.tso_max else self.tso_max
+                    if n < self.mss:
+                        return None     # window-limited below one MSS: the SWS rules of poll()
+                    flags = ACK         # more follows
+            elif n > room:
+                return None
+            elif n < self.mss and not self.nodelay and ((self.snd_una - self.snd_sml) & MASK) >= 0x80000000:
+                return None     # Nagle: a small segment is still unacknowledged
+            payload = self.sbuf.peek(offset, n, n > 256 and self.tso_max > 0)
+            end = (seq + n) & MASK
+            self.snd_nxt = self.snd_max = end
+            if n < self.mss:
+                self.snd_sml = end
+            if self.rtt_seq is None and not self.ts_ok:
+                self.rtt_seq = seq
+                self.rtt_time = now
+            if self.rto_at is None:
+                self.rto_at = now + self.rto
+        elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
+            seq = self._ack_seq()
+            payload = b""
+            flags = ACK
+        else:
+            return None if keepalive else IDLE
+        if keepalive:
+            self.keepalive_probes = 0       # what _keepalive() does for a live connection
+            self.keepalive_at = None
+        return (seq, self.rcv_nxt, self._ack_sent(), (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None,
+                payload, flags)
+
+    def _ack_sent(self) -> int:
+        """A segment that acknowledges everything received so far is being sent
+        (fast path or general): the ACK is no longer owed, and it offers our
+        receive window. Returns the window field: RCV.WND >> our scale, clamped
+        to 16 bits. The right edge rcv_nxt + window never moves left: in-order
+        data raises rcv_nxt and rq_bytes together (RFC 9293 3.8.6.2.2)."""
+        raw = (self.recv_buffer - self.rq_bytes) >> self.rcv_wscale
+        if raw > 65535:
+            raw = 65535
+        elif raw < 0:
+            raw = 0
+        self.last_ack_sent = self.rcv_nxt
+        self.last_wnd_sent = raw << self.rcv_wscale
+        self.ack_now = False
+        self.delack_at = None
+        self.unacked_segments = 0
+        return raw
+
+    def _ack_seg(self, seq: int, flags: int, now: float) -> TcpRepr:
+        raw = self._ack_sent()
+        ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+        sack = self._sack_blocks() if self.ooo else ()
+        return TcpRepr(self.local_port, self.remote_port, seq, self.rcv_nxt, flags, raw, 0, None, None,
+                       False, sack, ts)
+
+    def _on_persist(self, now: float, out: list) -> None:
+        self.persist_at = None
+        if self.snd_wnd != 0:
+            return
+        offset = seq_sub(self.snd_nxt, self.snd_una)
+        if len(self.sbuf) > offset:
+            # zero-window probe: one byte beyond the window (RFC 9293 3.8.6.1)
+            data = self.sbuf.peek(offset, 1)
+            out.append((self._ack_seg(self.snd_nxt, ACK, now), data))
+            self.snd_nxt = seq_add(self.snd_nxt, 1)
+            if seq_gt(self.snd_nxt, self.snd_max):
+                self.snd_max = self.snd_nxt
+        self.persist_backoff += 1
+        self.persist_at = now + min(self.cfg.rto_max, max(self.rto, self.cfg.rto_min) * (2 ** self.persist_backoff))
+
+    def _keepalive(self, now: float, out: list) -> None:
+        # `now < last_recv + idle`, the very sum poll_at() reports: written as
+        # `now - last_recv < idle` it can differ in the last bit, and a timer due
+        # by one test and not by the other fires again and again without a probe
+        active = now < self.last_recv + self.keepalive_idle
+        if self.keepalive_probes and active:
+            self.keepalive_probes = 0
+            self.keepalive_at = None
+        if active:
+            self.keepalive_at = None
+            return
+        if self.keepalive_at is None or now >= self.keepalive_at:
+            if self.keepalive_probes >= self.keepalive_count:
+                self._finish(TimeoutError(110, "Connection timed out (keepalive)"))
+                return
+            # RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT-1, no data
+            out.append((self._ack_seg(seq_add(self.snd_max, -1), ACK, now), b""))
+            self.keepalive_probes += 1
+            self.keepalive_at = now + self.keepalive_interval
+
+    @staticmethod
+    def _ts_now(now: float) -> int:
+        return int(now * 1000) & MASK
+
+    def _fin_seq(self):
+        """The sequence number of our FIN (once all data is queued behind it)."""
+        if not self.fin_queued:
+            return None
+        return seq_add(self.snd_una, len(self.sbuf))
