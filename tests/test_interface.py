@@ -422,7 +422,7 @@ def test_pure_ack_near_neighbour_expiry_refreshes_it():
 @pytest.mark.parametrize("size", [1, 64, 255, 257, 1001, 1448])
 @pytest.mark.parametrize("ts", [True, False])
 def test_fast_data_segment_equals_the_general_path(offload, size, ts):
-    """One small write in ESTABLISHED leaves by TCB.fast_output + Interface._send_fast:
+    """One small write in ESTABLISHED leaves by TCB.fast_output + the frame builder:
     the same frame as poll() + _send_tcp build (odd and even sizes; above 256
     bytes an offloading device gets the pseudo-header sum and the payload apart)."""
     frames = []

@@ -54,14 +54,10 @@ def recv(tcb, t=0.0):
     """Take what the TCB sends now, as the Interface does: fast_output first (fast
     run), poll() when it declines."""
     if PATH["fast"]:
-        a = tcb.fast_output(t)
-        if a is not None:
-            out = []
-            while a:
-                seq, ack, window, ts, payload, flags = a
-                out.append((TcpRepr(LP, RP, seq, ack, flags, window, 0, None, None, False, (), ts), bytes(payload)))
-                a = tcb.fast_output(t) if len(tcb.sbuf) > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF) else None
-            return out
+        segments = tcb.fast_output(t)
+        if segments is not None:
+            return [(TcpRepr(LP, RP, seq, ack, flags, window, 0, None, None, False, (), ts), bytes(payload))
+                    for seq, ack, window, ts, payload, flags in segments]
     return [(s, bytes(p)) for s, p in tcb.poll(t)]
 
 

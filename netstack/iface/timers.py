@@ -38,18 +38,15 @@ class Timers:
             due = list(due)
             self.dirty.clear()
             for tcb in due:
-                a = tcb.fast_output(now)
-                if a is not None:
-                    template = self._template_for(tcb, now) if a else None
-                    while a:
-                        seq, ack, window, ts, payload, flags = a
+                segments = tcb.fast_output(now)
+                if segments is not None:
+                    if segments:
+                        template = self._template_for(tcb, now)
                         if template is None:
-                            self.drop("tx_no_route")
+                            self.counters["drop_tx_no_route"] += len(segments)
                         else:
-                            self._emit_tcp(template, seq, ack, flags, window, ts, None, payload, tcb.mss, now)
-                        # more data waiting (TSO frames, one per call): keep going
-                        a = tcb.fast_output(now) if tcb.sbuf.size > ((tcb.snd_nxt - tcb.snd_una) & 0xFFFFFFFF) \
-                            else None
+                            for seq, ack, window, ts, payload, flags in segments:
+                                self._emit_tcp(template, seq, ack, flags, window, ts, None, payload, tcb.mss, now)
                     # ESTABLISHED with nothing else to send: only the RTO, a pending
                     # delayed ACK (or keepalive) is left
                     if tcb.keepalive:

@@ -31,7 +31,7 @@ from . import congestion
 from .receive import ReceiveSide
 from .recovery import AckAndRecovery
 from .send import SendSide
-from .rules import IDLE, MAX_WINDOW_SHIFT  # noqa: F401 - IDLE: part of fast_output's contract
+from .rules import MAX_WINDOW_SHIFT
 from .state import (TRANSITIONS, CAN_RECEIVE, CAN_SEND, CLOSED, ESTABLISHED, EV_CLOSED, EV_CONNECTED,
                     EV_ERROR, EV_READABLE, EV_WRITABLE, LISTEN,
                     SYN_RECEIVED, SYN_SENT, SYNCHRONIZED, TIME_WAIT, State)

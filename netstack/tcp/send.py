@@ -235,16 +235,29 @@ class SendSide:
                        self.cfg.sack and (not with_ack or self.sack_ok), (), ts)
 
     def fast_output(self, now: float):
-        """The fast path of poll() for its two most common outcomes, in ESTABLISHED
-        (or CLOSE_WAIT) with no timer due, no FIN, no loss recovery and no SACK block to report:
-        one pure ACK, or one segment of new data: all of it when it fits one MSS
-        and both windows and Nagle lets it go, or with TSO a frame of up to
-        tso_max bytes (at least one MSS) that the device cuts into segments.
-        Returns (seq, ack, window field, timestamp option or None, payload, flags)
-        with the bookkeeping of sending it done; IDLE (an empty tuple) when there
-        is nothing to send and no timer but the RTO and the delayed ACK to keep;
-        or None having changed nothing (then poll() decides). Call again while
-        data is waiting."""
+        """The fast path of poll() for its most common outcomes, in ESTABLISHED (or
+        CLOSE_WAIT) with no timer due, no FIN, no loss recovery and no SACK block
+        to report. Returns, like poll(), the segments to send now, with the
+        bookkeeping of sending them done -- as (seq, ack, window field, timestamp
+        option or None, payload, flags) tuples: one pure ACK, or new data (all of
+        it when it fits one MSS and both windows and Nagle let it go; with TSO,
+        frames of up to tso_max bytes that the device cuts into segments). An
+        empty list: nothing to send, no timer but the RTO and the delayed ACK to
+        keep. None: the fast path does not apply, nothing changed, poll() decides."""
+        a = self._fast_segment(now)
+        if not a:
+            return None if a is None else []
+        out = [a]
+        while self.sbuf.size > ((self.snd_nxt - self.snd_una) & MASK):     # more data: TSO frames
+            a = self._fast_segment(now)
+            if not a:
+                break
+            out.append(a)
+        return out
+
+    def _fast_segment(self, now: float):
+        """One segment of fast_output: the tuple, IDLE (nothing to send) or None
+        (declined)."""
         st = self.state
         if (st is not ESTABLISHED and st is not CLOSE_WAIT) or self.rst_pending is not None \
                 or self.ooo or self.fin_queued \
