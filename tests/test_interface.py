@@ -346,7 +346,7 @@ def _established(**cfg):
 
 
 def _data_frames(lp, c, s, n, size=1000, ts=True):
-    from netstack.wire import Ipv4Repr, TcpRepr, parse_mac
+    from netstack.wire import Ipv4Repr, TcpRepr
     out, seq = [], c.snd_nxt
     for k in range(n):
         seg = TcpRepr(c.local_port, 80, seq, c.rcv_nxt, 0x18, s.snd_wnd >> s.snd_wscale, 0, None, None, False,

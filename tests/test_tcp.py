@@ -690,3 +690,43 @@ def test_the_timer_model_gives_poll_at():
     assert set(t.timers()) == {"rto_at"} and t.poll_at() == t.rto_at
     t.set_keepalive(True, idle=7200.0)
     assert t.poll_at() == t.rto_at          # the keepalive deadline is hours away
+
+
+def test_data_beyond_the_offered_window_is_acked_and_dropped():
+    """RFC 9293 3.10.7.4: only data inside the window we offered may enter the
+    out-of-order queue. Without window scaling we offer 65535 although the
+    buffer holds more: a segment past that edge is answered by an ACK and
+    dropped, and one across the edge is cut at it."""
+    t = established(recv_buffer=200_000)
+    edge = IRS + 1 + 65535
+    send(t, seg(edge + 10, ISS + 1), b"x" * 100)
+    assert t.ooo == [] and t.ooo_bytes == 0
+    assert recv(t) == [(ours(ISS + 1, IRS + 1, window=65535), b"")]
+    send(t, seg(edge - 50, ISS + 1), b"y" * 100)          # across the right edge
+    assert t.ooo_bytes == 50
+    ((a, _),) = recv(t)
+    assert a.ack == IRS + 1
+    # the hole fills: only bytes inside the window reach the application
+    send(t, seg(IRS + 1, ISS + 1), b"z" * 1000)
+    assert t.recv_available() == 1000 and t.rcv_nxt == IRS + 1001
+
+
+def test_zero_window_probes_resend_the_byte_at_snd_una():
+    """A peer that holds its window at zero and does not acknowledge the probe's
+    byte gets that same byte again (SEQ = SND.UNA) at every persist expiry --
+    never the next one: one byte at most goes into a zero window."""
+    t = established()
+    send(t, seg(IRS + 1, ISS + 1, window=0))
+    t.send(b"abcdef")
+    recv_nothing(t, 0.0)
+    probes = []
+    for _ in range(3):
+        at = t.persist_at
+        ((s, p),) = recv(t, at)
+        probes.append((s.seq, p))
+        send(t, seg(IRS + 1, ISS + 1, window=0), b"", at)   # the probe's byte is not taken
+    assert probes == [(ISS + 1, b"a")] * 3
+    assert t.snd_nxt == ISS + 2 and t.rto_at is None
+    send(t, seg(IRS + 1, ISS + 2, window=1000), b"", 100.0)     # the window opens, the byte is taken
+    ((s, p),) = recv(t, 100.0)
+    assert s.seq == ISS + 2 and p == b"bcdef"

@@ -301,6 +301,9 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         self.rcv_wscale = self.snd_wscale = 0
         self.snd_wnd = self.max_snd_wnd = ack_seg.window
         self.snd_wl1, self.snd_wl2 = ack_seg.seq, ack_seg.ack
+        # the listener's cookie SYN-ACK offered min(recv_buffer, 65535), unscaled
+        self.last_ack_sent = self.rcv_nxt
+        self.last_wnd_sent = min(self.recv_buffer, 65535)
         self.syn_acked = True
         self._set_state(ESTABLISHED)
         self.events.append(EV_CONNECTED)

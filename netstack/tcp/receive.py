@@ -3,7 +3,7 @@ segment checks in the RFC's order, in-order and out-of-order data, the window
 we offer and the SACK blocks we report."""
 from __future__ import annotations
 
-from ..wire.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
+from ..wire.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 from .state import (CAN_RECEIVE, CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, EV_CONNECTED,
                     EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
@@ -38,8 +38,8 @@ class ReceiveSide:
                 return False          # old, or acks what was never sent: the full path decides
         elif not plen:
             return False              # a duplicate ACK: loss recovery lives in the full path
-        if plen and plen > self.recv_buffer - self.rq_bytes:
-            return False
+        if plen and plen > self._rcv_window():
+            return False              # (partly) beyond the window we offered: the full path trims it
         # --- accepted: from here on the segment is applied ---
         self.last_recv = now
         if ts is not None and seq == self.last_ack_sent:
@@ -221,6 +221,7 @@ class ReceiveSide:
             return
         self.irs = seg.seq
         self.rcv_nxt = seq_add(seg.seq, 1)
+        self.last_ack_sent = self.rcv_nxt     # the window our SYN offered counts from the peer's first byte
         self._take_syn_options(seg)
         if seg.timestamp is not None and self.ts_ok:
             self.ts_recent = seg.timestamp[0]
@@ -253,9 +254,9 @@ class ReceiveSide:
         if off > 0:
             payload = payload[off:]   # part already received
             seq = rn
-        wnd = self._rcv_window()
-        if len(payload) > wnd:
-            payload = payload[:wnd]   # beyond the window
+        room = seq_sub(seq_add(rn, self._rcv_window()), seq)
+        if len(payload) > room:
+            payload = payload[:max(room, 0)]   # the part beyond the window's right edge
         if not payload:
             self.ack_now = True
             return
@@ -327,4 +328,15 @@ class ReceiveSide:
         # trimmed away), and both peers dropped each other's ACKs as outside the
         # shrunken window -- an ACK war until both timed out (found by a soak of
         # random lossy links with small buffers). rq + ooo stays <= recv_buffer.
-        return max(0, self.recv_buffer - self.rq_bytes)
+        #
+        # RCV.WND is what we offered: the right edge of our last advertisement
+        # (last_ack_sent + last_wnd_sent) less RCV.NXT, and never more than the
+        # buffer has room for. Data beyond that edge is not acceptable (RFC 9293
+        # 3.10.7.4): measuring the window by the buffer alone let a peer without
+        # window scaling (offered at most 65535) park bytes far past the offer in
+        # the out-of-order queue, delivered once the hole before them filled.
+        edge = (self.last_ack_sent + self.last_wnd_sent - self.rcv_nxt) & MASK
+        if edge >= HALF:
+            return 0
+        room = self.recv_buffer - self.rq_bytes
+        return edge if edge < room else (room if room > 0 else 0)

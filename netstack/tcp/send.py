@@ -229,8 +229,11 @@ class SendSide:
     def _syn(self, with_ack: bool, now: float) -> TcpRepr:
         ts = (self._ts_now(now), self.ts_recent if with_ack else 0) if (self.cfg.timestamps and (
             not with_ack or self.ts_ok)) else None
+        window = min(self.recv_buffer - self.rq_bytes, 65535)     # never scaled in a SYN (RFC 7323 2.2)
+        self.last_ack_sent = self.rcv_nxt
+        self.last_wnd_sent = window
         return TcpRepr(self.local_port, self.remote_port, self.iss, self.rcv_nxt if with_ack else 0,
-                       SYN | (ACK if with_ack else 0), min(self._rcv_window(), 65535), 0, self.our_mss,
+                       SYN | (ACK if with_ack else 0), window, 0, self.our_mss,
                        self.rcv_wscale if (self.cfg.window_scale and (not with_ack or self.ws_ok)) else None,
                        self.cfg.sack and (not with_ack or self.sack_ok), (), ts)
 
@@ -338,14 +341,16 @@ class SendSide:
         self.persist_at = None
         if self.snd_wnd != 0:
             return
-        offset = seq_sub(self.snd_nxt, self.snd_una)
-        if len(self.sbuf) > offset:
-            # zero-window probe: one byte beyond the window (RFC 9293 3.8.6.1)
-            data = self.sbuf.peek(offset, 1)
-            out.append((self._ack_seg(self.snd_nxt, ACK, now), data))
-            self.snd_nxt = seq_add(self.snd_nxt, 1)
-            if seq_gt(self.snd_nxt, self.snd_max):
-                self.snd_max = self.snd_nxt
+        if len(self.sbuf):
+            # Zero-window probe (RFC 9293 3.8.6.1): the first unacknowledged byte,
+            # SEQ = SND.UNA, every time. A probe that took the next byte each time
+            # pushed more than one byte into a window the peer holds at zero.
+            out.append((self._ack_seg(self.snd_una, ACK, now), self.sbuf.peek(0, 1)))
+            end = seq_add(self.snd_una, 1)
+            if seq_gt(end, self.snd_nxt):
+                self.snd_nxt = end
+            if seq_gt(end, self.snd_max):
+                self.snd_max = end
         self.persist_backoff += 1
         self.persist_at = now + min(self.cfg.rto_max, max(self.rto, self.cfg.rto_min) * (2 ** self.persist_backoff))
 
