@@ -107,8 +107,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=4000)
     a = ap.parse_args()
-    out = {"segment": bench_segment(a.n * 4) * 1e6, "request": bench_request(a.n) * 1e6,
-           "conn": bench_conn(a.n // 4) * 1e6}
+    out = {"segment": min(bench_segment(a.n * 4) for _ in range(3)) * 1e6,
+           "request": min(bench_request(a.n) for _ in range(3)) * 1e6,
+           "conn": min(bench_conn(a.n // 4) for _ in range(3)) * 1e6}
     print(json.dumps(out))
 
 
