@@ -5,6 +5,11 @@ unicast request shortly before it expires. A packet for an unresolved
 address waits in a bounded per-address queue while requests go out every
 `arp_retry` seconds (rate limited: never more often); after `arp_retries`
 unanswered requests the waiting packets fail with EHOSTUNREACH.
+
+Both tables are bounded against a peer that makes us resolve many addresses
+(SYNs from spoofed on-link sources): at most `max_entries` neighbours (the
+least recently used is evicted) and `max_pending` addresses being resolved
+(a packet for one more is refused: the caller counts the drop).
 """
 
 from __future__ import annotations
@@ -22,11 +27,15 @@ class Pending:
 
 
 class NeighbourCache:
-    def __init__(self, timeout: float, retry: float, retries: int, queue_limit: int) -> None:
+    def __init__(self, timeout: float, retry: float, retries: int, queue_limit: int,
+                 max_entries: int = 1024, max_pending: int = 256) -> None:
         self.timeout = timeout
         self.retry = retry
         self.retries = retries
         self.queue_limit = queue_limit
+        self.max_entries = max_entries
+        self.max_pending = max_pending
+        self.evicted = 0
         self.entries: dict[bytes, list] = {}   # ip -> [mac, expires, refresh_sent]
         self.pending: dict[bytes, Pending] = {}
 
@@ -37,6 +46,9 @@ class NeighbourCache:
         if e[1] <= now:
             del self.entries[ip]
             return None
+        entries = self.entries
+        if next(reversed(entries)) != ip:      # least recently used last: move it to the end
+            entries[ip] = entries.pop(ip)
         return e[0]
 
     def needs_refresh(self, ip: bytes, now: float) -> bool:
@@ -49,7 +61,13 @@ class NeighbourCache:
 
     def learn(self, ip: bytes, mac: bytes, now: float) -> list:
         """Record ip -> mac; returns the packets that were waiting for it."""
-        self.entries[ip] = [mac, now + self.timeout, False]
+        entries = self.entries
+        if ip in entries:
+            del entries[ip]
+        elif len(entries) >= self.max_entries:
+            del entries[next(iter(entries))]    # the least recently used
+            self.evicted += 1
+        entries[ip] = [mac, now + self.timeout, False]
         p = self.pending.pop(ip, None)
         return list(p.packets) if p is not None else []
 
@@ -57,6 +75,8 @@ class NeighbourCache:
         """Queue a packet for an unresolved ip. Returns (queued, send_request_now)."""
         p = self.pending.get(ip)
         if p is None:
+            if len(self.pending) >= self.max_pending:
+                return False, False
             p = self.pending[ip] = Pending()
         if len(p.packets) >= self.queue_limit:
             return False, False

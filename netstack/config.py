@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 
@@ -31,6 +32,8 @@ class TcpConfig:
     syn_backlog: int = 256
     syn_cookies: bool = True           # answer SYNs statelessly once the SYN queue is full (RFC 4987)
     initial_cwnd_segments: int = 10    # RFC 6928
+    challenge_ack_limit: int = 100     # challenge ACKs per second, per stack (RFC 5961 7; Linux's first limit)
+    user_timeout: float = 0.0          # RFC 5482 / TCP_USER_TIMEOUT: 0 = off
 
 
 @dataclass
@@ -46,7 +49,14 @@ class InterfaceConfig:
     arp_retries: int = 3               # then waiting packets fail
     arp_queue_limit: int = 64          # packets waiting for one address
     reassembly_timeout: float = 30.0
-    reassembly_limit: int = 4 << 20    # bytes held in partial datagrams
+    reassembly_limit: int = 4 << 20    # bytes held in partial datagrams (each fragment also costs
+                                       # REASSEMBLY_OVERHEAD bytes: empty fragments are not free)
+    reassembly_max_datagrams: int = 256    # partial datagrams at once (the oldest is evicted)
+    reassembly_max_fragments: int = 64     # fragments of one datagram (more: it is dropped)
+    arp_max_entries: int = 1024        # neighbour table size (least recently used evicted)
+    arp_max_pending: int = 256         # addresses being resolved at once
+    pmtu_min: int = 552                # never believe a path MTU below this (Linux's min_pmtu)
+    pmtu_expiry: float = 600.0         # a learned path MTU is forgotten after this (RFC 1191 6.3)
     udp_queue_limit: int = 1024        # datagrams queued per endpoint
     ephemeral_ports: tuple = (32768, 60999)
     tx_checksum_offload: bool = False  # leave L4 checksums to the device (NEEDS_CSUM)
@@ -57,6 +67,7 @@ class InterfaceConfig:
     port_filter: object = None         # fn(local_port, remote_ip, remote_port) -> bool for connect()
     tcp: TcpConfig = field(default_factory=TcpConfig)
     rng: random.Random = None  # type: ignore[assignment]
+    secrets: bytes | None = None       # 32 bytes: ISN key, then SYN-cookie key
 
     def __post_init__(self) -> None:
         if isinstance(self.mac, str):
@@ -65,7 +76,18 @@ class InterfaceConfig:
         self.netmask = ip_to_bytes(self.netmask)
         if self.gateway is not None:
             self.gateway = ip_to_bytes(self.gateway)
+        seeded = self.seed is not None or self.rng is not None
         if self.rng is None:
             self.rng = random.Random(self.seed)
+        # The ISN and SYN-cookie secrets: from the OS's randomness, unless the run
+        # is seeded (reproducible replays: then drawn first from the seeded rng, as
+        # they always were). Never from an unseeded rng: a Mersenne Twister is
+        # recoverable from its outputs, and IP ids and ports are outputs.
+        if self.secrets is None:
+            if seeded:
+                self.secrets = self.rng.getrandbits(128).to_bytes(16, "big") + \
+                    self.rng.getrandbits(128).to_bytes(16, "big")
+            else:
+                self.secrets = os.urandom(32)
         if self.tcp.mss is None:
             self.tcp.mss = self.mtu - 40

@@ -67,9 +67,29 @@ def parse(payload) -> tuple[int, int, bytes, bytes, dict]:
         if i + 1 >= n or i + 2 + payload[i + 1] > n:
             raise MalformedPacket("dhcp_bad_option")
         ln = payload[i + 1]
-        opts[code] = bytes(payload[i + 2:i + 2 + ln])
+        value = bytes(payload[i + 2:i + 2 + ln])
+        if not _OPTION_LENGTH_OK.get(code, _any_length)(ln):
+            raise MalformedPacket("dhcp_bad_option_length")
+        opts[code] = value
         i += 2 + ln
     return op, xid, yiaddr, chaddr[:6], opts
+
+
+def _any_length(n: int) -> bool:
+    return True
+
+
+# RFC 2132: the lengths the options we read must have (a server that sends a
+# 0-byte message type or a 3-byte netmask gets a counted drop, never a crash
+# or a mangled address)
+_OPTION_LENGTH_OK = {
+    OPT_MSG_TYPE: lambda n: n == 1,
+    OPT_SERVER_ID: lambda n: n == 4,
+    OPT_SUBNET: lambda n: n == 4,
+    OPT_LEASE: lambda n: n == 4,
+    OPT_ROUTER: lambda n: n >= 4 and n % 4 == 0,
+    OPT_DNS: lambda n: n >= 4 and n % 4 == 0,
+}
 
 
 class DhcpClient:

@@ -116,7 +116,7 @@ def test_overlapping_fragments_drop_the_datagram():
 
 
 def test_reassembly_timeout_and_memory_cap():
-    i = make(reassembly_limit=3000)
+    i = make(reassembly_limit=2 * (1480 + 64) + 100)     # room for two fragments (payload + overhead)
     learn_peer(i)
     first = IP(src=PEER, dst=US, id=1, flags="MF", proto=17) / (b"x" * 1480)
     i.receive_frame(raw(eth(first)), 0)
@@ -201,10 +201,13 @@ def test_icmp_frag_needed_lowers_tcp_mss():
     lst = lp.b.tcp_listen(80)
     c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
     lp.run_until(lambda: lst.accept_queue)
-    quoted = raw(IP(src="192.0.2.1", dst="192.0.2.2") / TCP(sport=c.local_port, dport=80))[:28]
+    c.send(b"x" * 3000)
+    lp.a.frames_to_send(lp.now)          # in flight, not yet acknowledged
+    quoted = raw(IP(src="192.0.2.1", dst="192.0.2.2") / TCP(sport=c.local_port, dport=80, seq=c.snd_una))[:28]
     icmp = IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(type=3, code=4, nexthopmtu=1000) / quoted
     lp.a.receive_frame(raw(Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / icmp), lp.now)
-    assert c.mss == 960
+    assert c.mss == 1000 - 40 - 12            # the path MTU less IP, TCP and the timestamp option
+    assert lp.a.path_mtu_to(ip_to_bytes("192.0.2.2"), lp.now) == 1000
 
 
 def test_garbage_frames_never_raise():

@@ -39,6 +39,7 @@ from ..arp import NeighbourCache
 from ..config import InterfaceConfig
 from ..ipv4 import Reassembler
 from ..tcp import IsnGenerator, SynCookies
+from ..tcp.rate import RateLimit
 from ..wire import ARP_REQUEST, BROADCAST_MAC
 from .arp import ArpInput
 from .ethernet import EthernetInput
@@ -61,8 +62,10 @@ class Interface(EthernetInput, ArpInput, Ipv4Input, IcmpInput, UdpLayer, TcpLaye
         self._mask_int = int.from_bytes(config.netmask, "big")
         self._net = int.from_bytes(config.ip, "big") & self._mask_int
         self.neighbours = NeighbourCache(config.arp_timeout, config.arp_retry, config.arp_retries,
-                                         config.arp_queue_limit)
-        self.reassembler = Reassembler(config.reassembly_timeout, config.reassembly_limit)
+                                         config.arp_queue_limit, config.arp_max_entries, config.arp_max_pending)
+        self.reassembler = Reassembler(config.reassembly_timeout, config.reassembly_limit,
+                                       config.reassembly_max_datagrams, config.reassembly_max_fragments)
+        self.path_mtu: dict = {}          # destination -> (path MTU, expiry), learned from ICMP (RFC 1191)
         self.tx: list = []
         self.counters: dict[str, int] = defaultdict(int)
         self.tcbs: dict = {}
@@ -73,8 +76,9 @@ class Interface(EthernetInput, ArpInput, Ipv4Input, IcmpInput, UdpLayer, TcpLaye
         self.udp: dict = {}
         self.events: list = []
         self.dirty: set = set()
-        self.isn = IsnGenerator(self.rng.getrandbits(128).to_bytes(16, "big"))
-        self.cookies = SynCookies(self.rng.getrandbits(128).to_bytes(16, "big"))
+        self.isn = IsnGenerator(config.secrets[:16])
+        self.cookies = SynCookies(config.secrets[16:32])
+        self.challenge_acks = RateLimit(config.tcp.challenge_ack_limit)
         self.ip_ident = self.rng.getrandbits(16)
         self.ping_replies: list = []      # echo replies received: (src, ident, seq, data)
         self.unreachable_errors: list = []
@@ -105,4 +109,6 @@ class Interface(EthernetInput, ArpInput, Ipv4Input, IcmpInput, UdpLayer, TcpLaye
         s["rx_tcp"] = s.get("rx_tcp", 0) + s.get("rx_tcp_fast", 0)   # the fast path counts only its own
         s["tcp_connections"] = len(self.tcbs)
         s["arp_entries"] = len(self.neighbours.entries)
+        s["arp_evicted"] = self.neighbours.evicted
+        s["challenge_acks_suppressed"] = self.challenge_acks.suppressed
         return s

@@ -25,6 +25,8 @@ class Timers:
             self._poll_arp(now)
         if self.reassembler.pending:
             self.reassembler.expire(now, self.drop)
+        if self.path_mtu:
+            self._expire_path_mtu(now)
         due = self.dirty
         heap = self._timers
         while heap and heap[0][0] <= now:
@@ -102,9 +104,9 @@ class Timers:
         while heap and heap[0][2].sched_at != heap[0][0]:
             heapq.heappop(heap)
         t = heap[0][0] if heap else None
-        if self.neighbours.pending or self.reassembler.pending or self.dhcp is not None:
+        if self.neighbours.pending or self.reassembler.pending or self.dhcp is not None or self.path_mtu:
             for x in (self.neighbours.poll_at(), self.reassembler.poll_at(),
-                      self.dhcp.poll_at() if self.dhcp is not None else None):
+                      self.dhcp.poll_at() if self.dhcp is not None else None, self.path_mtu_poll_at()):
                 if x is not None and (t is None or x < t):
                     t = x
         return t

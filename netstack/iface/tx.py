@@ -225,7 +225,7 @@ class Output:
         (bounded: a full queue is a counted drop)."""
         queued, request = self.neighbours.enqueue(hop, frame, now)
         if not queued:
-            self.drop("arp_queue_full")
+            self.drop("arp_queue_full" if hop in self.neighbours.pending else "arp_pending_full")
         if request:
             self._send_arp(ARP_REQUEST, BROADCAST_MAC, NO_MAC, hop)
 

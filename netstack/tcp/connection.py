@@ -28,6 +28,7 @@ from frames import Gather
 from ..wire.seq import MASK, seq_add
 from ..wire.tcp import RST, TcpRepr
 from . import congestion
+from .rate import RateLimit
 from .receive import ReceiveSide
 from .recovery import AckAndRecovery
 from .send import SendSide
@@ -119,7 +120,9 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
                  'sacked', 'sbuf', 'sched_at', 'send_limit', 'snd_max', 'snd_nxt', 'snd_sml', 'snd_una',
                  'snd_wl1', 'snd_wl2', 'snd_wnd', 'snd_wscale', 'srtt', 'state', 'stats', 'syn_acked',
                  'timewait_at', 'ts_ok', 'ts_recent', 'ts_recent_age', 'tso_max', 'tx_cache',
-                 'trace', 'unacked_segments', 'ws_ok', "__weakref__")
+                 'trace', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
+                 'mss_agreed', 'path_mtu',
+                 "__weakref__")
 
     # The timer model: each timer is one of these attributes, a deadline or None
     # (stopped). poll_at() follows from them (_next_deadline); _stop_timers and
@@ -130,6 +133,9 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
                  iss: int, now: float, mss_limit: int | None = None, tso_max: int = 0) -> None:
         self.cfg = cfg
         self.trace = None       # called with (tcb, old state, new state) on every state change
+        self.challenge_limit = None   # the stack's RateLimit of challenge ACKs (the Interface sets it)
+        self.user_timeout = cfg.user_timeout     # RFC 5482: 0 = off
+        self.stalled_since = None     # when data last went out with nothing acknowledged since (user timeout)
         self.local_ip, self.local_port = local_ip, local_port
         self.remote_ip, self.remote_port = remote_ip, remote_port
         self.tx_cache = None    # the interface's per-connection header template (iface.tx.TcpTemplate)
@@ -147,7 +153,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         self.recv_buffer = cfg.recv_buffer
         self.send_limit = cfg.send_buffer
         self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "rescue_retransmits": 0,
-                      "challenge_acks": 0, "dup_acks": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
+                      "challenge_acks": 0, "challenge_acks_suppressed": 0, "dup_acks": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
         self._was_writable = True
         self.sched_at: float | None = None   # the Interface's timer-heap bookkeeping
         self.owner = None                     # called with self after a user call changes what to send
@@ -178,7 +184,8 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         self.last_wnd_sent = 0
         # options
         self.our_mss = cfg.mss if mss_limit is None else min(cfg.mss, mss_limit)
-        self.mss = 536               # RFC 9293 3.7.1 default until the peer says
+        self.mss = self.mss_agreed = 536     # RFC 9293 3.7.1 default until the peer says
+        self.path_mtu = None         # a path MTU below the link's, learned from ICMP (the Interface sets it)
         self.tso_max = tso_max
         self.rcv_wscale = 0
         self.snd_wscale = 0
@@ -233,6 +240,19 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         if self.trace is not None:
             self.trace(self, old, new)
 
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961: answer a suspicious segment (an in-window RST or SYN, too old
+        an ACK) with an ACK -- within the stack's rate limit (section 7), so a
+        flood of forged segments does not become a flood of our ACKs."""
+        limit = self.challenge_limit
+        if limit is None:
+            limit = self.challenge_limit = RateLimit(self.cfg.challenge_ack_limit)
+        if limit.allow(now):
+            self.stats["challenge_acks"] += 1
+            self.ack_now = True
+        else:
+            self.stats["challenge_acks_suppressed"] += 1
+
     # ---- timers ----------------------------------------------------------------
     def timers(self) -> dict:
         """{timer: deadline} of the armed timers (the model poll_at follows)."""
@@ -251,9 +271,12 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
     def _arm_persist(self, t: float) -> None:
         """The persist timer replaces the RTO: with nothing in flight it has
         nothing to time, and its retries would end a connection whose peer only
-        has a full buffer (RFC 9293 3.8.6.1)."""
+        has a full buffer (RFC 9293 3.8.6.1). Zero-window probing counts for the
+        user timeout (as on Linux) from when it starts."""
         self.rto_at = None
-        self.persist_at = t
+        if self.stalled_since is None:
+            self.stalled_since = t
+        self.persist_at = self._clamp_to_user_timeout(t)
 
     def __repr__(self) -> str:
         return (f"<TCB {self.local_port}->{self.remote_port} {self.state.value} una={self.snd_una} "
@@ -295,9 +318,10 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         self.irs = (ack_seg.seq - 1) & MASK
         self.rcv_nxt = ack_seg.seq
         self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = ack_seg.ack
-        self.mss = max(64, min(self.our_mss, mss))
+        self.mss = self.mss_agreed = max(64, min(self.our_mss, mss))
         self.cc.start(self.mss)
         self.ws_ok = self.ts_ok = self.sack_ok = False
+        self._apply_path_mtu()
         self.rcv_wscale = self.snd_wscale = 0
         self.snd_wnd = self.max_snd_wnd = ack_seg.window
         self.snd_wl1, self.snd_wl2 = ack_seg.seq, ack_seg.ack
@@ -332,6 +356,17 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
             # The MSS counts no options: leave room for the timestamp option on
             # every segment (RFC 6691).
             self.mss -= 12
+            self.cc.set_mss(self.mss)
+        self.mss_agreed = self.mss
+        self._apply_path_mtu()
+
+    def _path_mss(self, mtu: int) -> int:
+        return max(64, mtu - 40 - (12 if self.ts_ok else 0))
+
+    def _apply_path_mtu(self) -> None:
+        """At the handshake: a path MTU already known to the peer caps the MSS."""
+        if self.path_mtu is not None and self._path_mss(self.path_mtu) < self.mss:
+            self.mss = self._path_mss(self.path_mtu)
             self.cc.set_mss(self.mss)
 
     # ---- user calls ------------------------------------------------------------
@@ -409,6 +444,17 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         cc.adopt(self.cc)
         self.cc = cc
 
+    def set_user_timeout(self, seconds: float) -> None:
+        """RFC 5482 / Linux TCP_USER_TIMEOUT: how long sent data may stay
+        unacknowledged (or the peer's window closed under our probes) before the
+        connection is dropped with ETIMEDOUT. 0 turns it off."""
+        if not seconds >= 0:
+            raise ValueError(f"user timeout must be >= 0 seconds, not {seconds!r}")
+        self.user_timeout = seconds
+        if self.rto_at is not None:
+            self.rto_at = self._clamp_to_user_timeout(self.rto_at)
+        self._changed()
+
     def set_nodelay(self, nodelay: bool) -> None:
         self.nodelay = nodelay
         self._changed()
@@ -432,14 +478,26 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         self.keepalive_probes = 0
         self._changed()
 
-    def icmp_mtu(self, mtu: int) -> None:
-        """Fragmentation needed: lower the MSS (RFC 1191)."""
-        new = max(68 - 40, mtu - 40)
+    def icmp_quote_ok(self, seq: int) -> bool:
+        """RFC 5927 4.1: an ICMP error is acted on only if the sequence number of
+        the segment it quotes was sent and not yet acknowledged
+        (SND.UNA <= SEG.SEQ < SND.NXT); an off-path attacker has to guess it."""
+        return ((seq - self.snd_una) & MASK) < ((self.snd_max - self.snd_una) & MASK)
+
+    def set_path_mtu(self, mtu: int) -> None:
+        """The path MTU to the peer changed (RFC 1191): the MSS follows it, never
+        above what the handshake agreed. Lower: resend what is in flight in the
+        smaller size. Higher (a learned PMTU expired): larger segments from now on."""
+        self.path_mtu = mtu
+        new = min(self.mss_agreed, self._path_mss(mtu))
         if new < self.mss:
             self.mss = new
             self.cc.set_mss(new)
             self.snd_nxt = self.snd_una  # resend with the smaller size
             self.ack_now = True
+        elif new > self.mss:
+            self.mss = new
+            self.cc.set_mss(new)
 
     def fail(self, error: BaseException) -> None:
         """The connection cannot go on (its neighbour never answered ARP...):

@@ -84,7 +84,7 @@ class ReceiveSide:
             return
         # 2. RST (RFC 5961 3.2)
         if flags & RST:
-            self._on_rst(seg)
+            self._on_rst(seg, now)
             return
         # 4. SYN in a synchronized state: challenge ACK (RFC 5961 4.2)
         if flags & SYN:
@@ -92,8 +92,7 @@ class ReceiveSide:
                 self.ack_now = True  # a retransmitted SYN: repeat our SYN-ACK
                 self.snd_nxt = self.snd_una
                 return
-            self.stats["challenge_acks"] += 1
-            self.ack_now = True
+            self._challenge_ack(now)
             return
         # 5. ACK
         if not flags & ACK:
@@ -135,7 +134,7 @@ class ReceiveSide:
             self.ack_now = True
         return False
 
-    def _on_rst(self, seg: TcpRepr) -> None:
+    def _on_rst(self, seg: TcpRepr, now: float) -> None:
         """RFC 5961 3.2: a RST exactly at RCV.NXT resets; one elsewhere in the
         window draws a challenge ACK."""
         if seg.seq == self.rcv_nxt:
@@ -144,8 +143,7 @@ class ReceiveSide:
             else:
                 self._finish(ConnectionResetError(104, "Connection reset by peer"))
         else:
-            self.stats["challenge_acks"] += 1
-            self.ack_now = True
+            self._challenge_ack(now)
 
     def _on_handshake_ack(self, seg: TcpRepr, now: float) -> bool:
         """SYN-RECEIVED: an ACK of our SYN completes the handshake; any other ACK
@@ -161,6 +159,7 @@ class ReceiveSide:
         self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
         self.retries = 0
         self.rto_at = None
+        self.stalled_since = None
         self._rtt_sample_ack(seg, now)
         self.events.append(EV_CONNECTED)
         if self.listener is not None:
@@ -234,6 +233,7 @@ class ReceiveSide:
             self.max_snd_wnd = self.snd_wnd
             self._rtt_sample_ack(seg, now)
             self.rto_at = None
+            self.stalled_since = None
             self.retries = 0
             self._set_state(ESTABLISHED)
             self.ack_now = True

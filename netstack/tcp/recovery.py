@@ -24,8 +24,7 @@ class AckAndRecovery:
             return False
         # RFC 5961 5.2: too old an ACK
         if ((ack - una + self.max_snd_wnd) & MASK) >= HALF:     # ack < una - max_snd_wnd
-            self.stats["challenge_acks"] += 1
-            self.ack_now = True
+            self._challenge_ack(now)
             return False
         wnd = seg.window << self.snd_wscale
         if self.sack_ok and seg.sack_blocks:
@@ -52,8 +51,10 @@ class AckAndRecovery:
         self._rtt_sample(ack, tsecr, now)
         if ack == self.snd_max:
             self.rto_at = None
+            self.stalled_since = None
         else:
             self.rto_at = now + self.rto             # restart (RFC 6298 5.3)
+            self.stalled_since = now                 # progress: the user timeout counts from here
         if not self._was_writable and self.send_limit > self.sbuf.size:
             self._was_writable = True
             self.events.append(EV_WRITABLE)
@@ -268,11 +269,35 @@ class AckAndRecovery:
         self.rto = cfg.rto_min if rto < cfg.rto_min else (cfg.rto_max if rto > cfg.rto_max else rto)
 
     def _arm_rto(self, now: float, restart: bool = False) -> None:
-        if self.rto_at is None or restart:
+        if self.rto_at is None:
+            if self.stalled_since is None:
+                self.stalled_since = now     # something is outstanding from now on (user timeout)
             self.rto_at = now + self.rto
+        elif restart:
+            self.rto_at = now + self.rto
+
+    def _user_timed_out(self, now: float) -> bool:
+        """RFC 5482 / TCP_USER_TIMEOUT: data (or a SYN, or a zero-window probe) has
+        stayed unacknowledged for user_timeout seconds: the connection ends with
+        ETIMEDOUT, whatever retries are left. True when it did."""
+        if self.user_timeout and self.stalled_since is not None and now - self.stalled_since >= self.user_timeout:
+            self._finish(TimeoutError(110, "Connection timed out (user timeout)"))
+            return True
+        return False
+
+    def _clamp_to_user_timeout(self, t: float) -> float:
+        """A backed-off timer never fires later than the user timeout (as Linux's
+        tcp_clamp_rto_to_user_timeout)."""
+        if self.user_timeout and self.stalled_since is not None:
+            end = self.stalled_since + self.user_timeout
+            if end < t:
+                return end
+        return t
 
     def _on_rto(self, now: float) -> None:
         st = self.state
+        if self._user_timed_out(now):
+            return
         limit = self.cfg.syn_retries if st in (SYN_SENT, SYN_RECEIVED) else self.cfg.max_retries
         self.retries += 1
         self.stats["timeouts"] += 1
@@ -283,7 +308,7 @@ class AckAndRecovery:
                 self._finish(TimeoutError(110, "Connection timed out"))
             return
         self.rto = min(self.cfg.rto_max, self.rto * 2)   # back off (RFC 6298 5.5)
-        self.rto_at = now + self.rto
+        self.rto_at = self._clamp_to_user_timeout(now + self.rto)
         if st in (SYN_SENT, SYN_RECEIVED):
             self.snd_nxt = self.iss
             return

@@ -8,5 +8,4 @@ MAX_WINDOW_SHIFT = 14          # RFC 7323 2.3
 
 from .congestion import DUPACK_THRESHOLD  # noqa: F401 - RFC 5681 3.2, shared with recovery
 PAWS_IDLE = 24 * 24 * 3600     # RFC 7323 5.5: ts_recent is invalid after 24 days idle
-IDLE = ()                      # TCB._fast_segment: nothing to send (fast_output then returns [])
 _SENDING_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})

@@ -7,7 +7,7 @@ from ..wire.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpRepr
 from .state import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 
-from .rules import IDLE, _SENDING_STATES
+from .rules import _SENDING_STATES
 
 
 class SendSide:
@@ -237,7 +237,7 @@ class SendSide:
                        self.rcv_wscale if (self.cfg.window_scale and (not with_ack or self.ws_ok)) else None,
                        self.cfg.sack and (not with_ack or self.sack_ok), (), ts)
 
-    def fast_output(self, now: float):
+    def fast_output(self, now: float, chain: bool = True):
         """The fast path of poll() for its most common outcomes, in ESTABLISHED (or
         CLOSE_WAIT) with no timer due, no FIN, no loss recovery and no SACK block
         to report. Returns, like poll(), the segments to send now, with the
@@ -246,21 +246,8 @@ class SendSide:
         it when it fits one MSS and both windows and Nagle let it go; with TSO,
         frames of up to tso_max bytes that the device cuts into segments). An
         empty list: nothing to send, no timer but the RTO and the delayed ACK to
-        keep. None: the fast path does not apply, nothing changed, poll() decides."""
-        a = self._fast_segment(now)
-        if not a:
-            return None if a is None else []
-        out = [a]
-        while self.sbuf.size > ((self.snd_nxt - self.snd_una) & MASK):     # more data: TSO frames
-            a = self._fast_segment(now)
-            if not a:
-                break
-            out.append(a)
-        return out
-
-    def _fast_segment(self, now: float):
-        """One segment of fast_output: the tuple, IDLE (nothing to send) or None
-        (declined)."""
+        keep. None: the fast path does not apply, nothing changed, poll() decides.
+        (chain=False: at most one segment -- the TSO continuation's own calls.)"""
         st = self.state
         if (st is not ESTABLISHED and st is not CLOSE_WAIT) or self.rst_pending is not None \
                 or self.ooo or self.fin_queued \
@@ -300,17 +287,26 @@ class SendSide:
                 self.rtt_time = now
             if self.rto_at is None:
                 self.rto_at = now + self.rto
+                if self.stalled_since is None:
+                    self.stalled_since = now     # as _arm_rto: outstanding from now on
         elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
             seq = self._ack_seq()
             payload = b""
             flags = ACK
         else:
-            return None if keepalive else IDLE
+            return None if keepalive else []
         if keepalive:
             self.keepalive_probes = 0       # what _keepalive() does for a live connection
             self.keepalive_at = None
-        return (seq, self.rcv_nxt, self._ack_sent(), (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None,
-                payload, flags)
+        out = [(seq, self.rcv_nxt, self._ack_sent(), (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None,
+                payload, flags)]
+        if chain and payload and flags == ACK:      # a TSO frame with more data behind it
+            while self.sbuf.size > ((self.snd_nxt - self.snd_una) & MASK):
+                more = self.fast_output(now, False)
+                if not more:
+                    break
+                out.append(more[0])
+        return out
 
     def _ack_sent(self) -> int:
         """A segment that acknowledges everything received so far is being sent
@@ -341,6 +337,8 @@ class SendSide:
         self.persist_at = None
         if self.snd_wnd != 0:
             return
+        if self._user_timed_out(now):
+            return
         if len(self.sbuf):
             # Zero-window probe (RFC 9293 3.8.6.1): the first unacknowledged byte,
             # SEQ = SND.UNA, every time. A probe that took the next byte each time
@@ -352,7 +350,8 @@ class SendSide:
             if seq_gt(end, self.snd_max):
                 self.snd_max = end
         self.persist_backoff += 1
-        self.persist_at = now + min(self.cfg.rto_max, max(self.rto, self.cfg.rto_min) * (2 ** self.persist_backoff))
+        self.persist_at = self._clamp_to_user_timeout(
+            now + min(self.cfg.rto_max, max(self.rto, self.cfg.rto_min) * (2 ** self.persist_backoff)))
 
     def _keepalive(self, now: float, out: list) -> None:
         # `now < last_recv + idle`, the very sum poll_at() reports: written as
