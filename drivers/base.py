@@ -133,8 +133,12 @@ class Recording(Wrapper):
 
 
 class FaultInjecting(Wrapper):
-    """Seeded impairments on received frames: drop, duplicate, reorder, corrupt
-    (one flipped byte), delay (held back for `delay` seconds)."""
+    """Seeded impairments on received frames: drop, duplicate, reorder (a frame
+    swapped with its neighbour in a batch), corrupt (one flipped byte, the
+    checksum no longer vouched for), delay (every frame held back `delay`
+    seconds, in order, as netem's delay). Probabilities are fractions (0..1).
+    While frames are held the device asks to be looked at again (`recheck`,
+    `idle_timeout`), so they come out on time without new traffic."""
 
     def __init__(self, inner: Device, seed: int = 0, drop: float = 0.0, duplicate: float = 0.0,
                  reorder: float = 0.0, corrupt: float = 0.0, delay: float = 0.0, clock=time.monotonic) -> None:
@@ -158,9 +162,12 @@ class FaultInjecting(Wrapper):
                 b[self.rng.randrange(len(b))] ^= 0xFF
                 f, ok = bytes(b), False
                 self.counts["corrupted"] += 1
-            if self.delay and r() < 0.5:
+            if self.delay:
                 self.held.append((now + self.delay, f, ok))
                 self.counts["delayed"] += 1
+                if r() < self.duplicate:
+                    self.held.append((now + self.delay, f, ok))
+                    self.counts["duplicated"] += 1
                 continue
             out.append((f, ok))
             if r() < self.duplicate:
@@ -175,5 +182,15 @@ class FaultInjecting(Wrapper):
             self.counts["reordered"] += 1
         return out
 
+    @property
+    def recheck(self) -> bool:
+        return bool(self.held) or getattr(self.inner, "recheck", False)
+
+    def idle_timeout(self):
+        if self.held:
+            return max(0.0, self.held[0][0] - self.clock())
+        f = getattr(self.inner, "idle_timeout", None)
+        return f() if f is not None else None
+
     def stats(self) -> dict:
-        return dict(self.inner.stats(), **self.counts)
+        return dict(self.inner.stats(), **{"fault_" + k: v for k, v in self.counts.items()})

@@ -103,3 +103,9 @@ sys.exit(app_template().run(["p", "-c1", "-m", "128M"], f))
 def test_format_exception():
     assert format_exception(KeyError("k")) == "'k'"
     assert format_exception(RuntimeError()) == "RuntimeError"
+
+
+def test_fault_options_are_checked(capsys):
+    assert app_template().run(["prog", "--fault-loss", "150"], make_ready_future) == 2
+    assert "a percentage is between 0 and 100" in capsys.readouterr().err
+    assert app_template().run(["prog", "--fault-delay-ms", "-1"], make_ready_future) == 2

@@ -85,3 +85,36 @@ def test_vnet_header_for_offloaded_frames():
     assert hdr == (NEEDS_CSUM, GSO_TCPV4, 14 + 20 + 32, 1448, 34, 16)
     assert VNET_HDR.unpack(vnet_header(TxFrame(frame, 34, 16, 0))) == (NEEDS_CSUM, 0, 0, 0, 34, 16)
     assert vnet_header(TxFrame(frame)) == bytes(10)
+
+
+def test_user_timeout_on_the_native_stack_ends_a_dead_connection(reactor):
+    """The socket API's set_user_timeout on the native stack: once the peer goes
+    silent (every frame dropped), the writer sees ETIMEDOUT after about the user
+    timeout, not after the ~15 minutes of retries."""
+    import time as _time
+    from reactor import sleep
+    a, b = LoopbackDevice.pair()
+    fa = FaultInjecting(a, seed=1)
+    A = NativeStack(reactor, fa, InterfaceConfig(mac=a.mac, ip="192.0.2.1", seed=1))
+    B = NativeStack(reactor, b, InterfaceConfig(mac=b.mac, ip="192.0.2.2", seed=2))
+    srv = server_socket(B.listen(make_ipv4_address(80), listen_options(reuse_address=True)))
+
+    async def client():
+        s = await A.connect(make_ipv4_address(("192.0.2.2", 80)), None)
+        await srv.accept()
+        s.set_user_timeout(0.5)
+        assert s.get_user_timeout() == 0.5
+        fa.drop = 1.0                      # the peer's answers never arrive again
+        out = s.output()
+        t0 = _time.monotonic()
+        try:
+            for _ in range(200):
+                await out.write(b"x" * 1000)
+                await out.flush()
+                await sleep(0.05)
+        except OSError as e:
+            return e, _time.monotonic() - t0
+        return None, _time.monotonic() - t0
+    err, took = reactor.run(client)
+    assert isinstance(err, TimeoutError), err
+    assert 0.4 < took < 3.0

@@ -636,3 +636,18 @@ def test_peer_reset_with_writes_queued_fails_only_that_connection(lab):
     assert out.count("source ended: ConnectionResetError") >= 2, out + err
     stats = _net_stats(err)[0]
     assert stats.get("internal_errors", 0) == 0 and "uncaught" not in err
+
+
+def test_fault_options_impair_the_wire_and_the_bytes_still_arrive(lab):
+    """--fault-loss/-dup/-reorder/-corrupt/-delay-ms from the command line: a
+    user tries a server under a bad network. The impairments happen (counted in
+    the device's stats) and every echoed byte comes back intact."""
+    p = lab.start("tutorial/echo_server.py", "--no-tso", "--no-lro", "--fault-loss", "3", "--fault-dup", "1",
+                  "--fault-reorder", "3", "--fault-corrupt", "1", "--fault-delay-ms", "2", "--fault-seed", "5",
+                  "--print-net-stats", wait_port=1234)
+    echo_many(lab, STACK, 4, 300_000)
+    _out, err = lab.stop(p)
+    (stats,) = _net_stats(err)
+    assert stats["device_fault_dropped"] > 0 and stats["device_fault_duplicated"] > 0, stats
+    assert stats["device_fault_corrupted"] > 0 and stats["device_fault_delayed"] > 0
+    assert "drop_internal_error" not in stats

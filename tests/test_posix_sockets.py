@@ -270,3 +270,24 @@ def test_a_connection_the_application_drops_closes_without_the_cyclic_gc(reactor
     finally:
         gc.enable()
     srv.close()
+
+
+def test_user_timeout_on_the_posix_stack(reactor):
+    """set_user_timeout reaches the kernel as TCP_USER_TIMEOUT (milliseconds) and
+    reads back; a negative or non-numeric value is a ValueError."""
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)), listen_options(reuse_address=True))
+    port = srv.local_address().port
+
+    async def both():
+        s = await connect(make_ipv4_address(("127.0.0.1", port)))
+        ar = await srv.accept()
+        s.set_user_timeout(2.5)
+        with pytest.raises(ValueError):
+            s.set_user_timeout(-1)
+        with pytest.raises(ValueError):
+            s.set_user_timeout("soon")
+        got = s.get_user_timeout()
+        ar.connection.shutdown_output()
+        return got
+    assert reactor.run(both) == 2.5
+    srv.close()

@@ -424,6 +424,17 @@ class connected_socket:  # noqa: N801
     def set_keepalive_parameters(self, params: keepalive_params) -> None:
         self._impl.set_keepalive_parameters(params)
 
+    def set_user_timeout(self, seconds: float) -> None:
+        """RFC 5482 (Linux's TCP_USER_TIMEOUT): drop the connection with ETIMEDOUT
+        when sent data stays unacknowledged this long; 0 turns it off. The same
+        on both stacks (posix rounds to milliseconds)."""
+        if not (isinstance(seconds, (int, float)) and seconds >= 0):
+            raise ValueError(f"user timeout must be a number of seconds >= 0, not {seconds!r}")
+        self._impl.set_user_timeout(float(seconds))
+
+    def get_user_timeout(self) -> float:
+        return self._impl.get_user_timeout()
+
     def local_address(self) -> socket_address:
         return self._impl.local_address()
 

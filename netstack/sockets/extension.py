@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["NetworkExtension", "add_network_options"]
+__all__ = ["NetworkExtension", "add_network_options", "fault_wrapper"]
 
 
 def add_network_options(p: argparse.ArgumentParser) -> None:
@@ -35,8 +35,50 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
                         "through a shared-memory virtio ring (no system call per packet on the shard)")
     g.add_argument("--stack-seed", type=int, default=None,
                    help="seed for the stack's randomness (ISNs, IP ids, ports): reproducible runs")
+    f = p.add_argument_group("Fault injection (native stack: impairs the frames it receives)")
+    f.add_argument("--fault-loss", type=_percent, default=0.0, metavar="PCT", help="drop this %% of frames")
+    f.add_argument("--fault-reorder", type=_percent, default=0.0, metavar="PCT",
+                   help="swap this %% of received batches' frames with a neighbour")
+    f.add_argument("--fault-dup", type=_percent, default=0.0, metavar="PCT", help="duplicate this %% of frames")
+    f.add_argument("--fault-corrupt", type=_percent, default=0.0, metavar="PCT",
+                   help="flip one byte in this %% of frames")
+    f.add_argument("--fault-delay-ms", type=_non_negative, default=0.0, metavar="MS",
+                   help="hold every received frame back this long")
+    f.add_argument("--fault-seed", type=int, default=0, help="seed of the impairments (reproducible runs)")
     g.add_argument("--print-net-stats", action="store_true",
                    help="print the network stack's counters (one JSON line on stderr) at exit")
+
+
+def _percent(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if not 0.0 <= v <= 100.0:
+        raise argparse.ArgumentTypeError(f"a percentage is between 0 and 100, not {text}")
+    return v
+
+
+def _non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return v
+
+
+def fault_wrapper(cfg, device):
+    """The device behind FaultInjecting when a --fault-* option asks for it."""
+    loss, reorder, dup, corrupt = (cfg.get(k, 0.0) or 0.0 for k in ("fault_loss", "fault_reorder", "fault_dup",
+                                                                     "fault_corrupt"))
+    delay = (cfg.get("fault_delay_ms", 0.0) or 0.0) / 1000.0
+    if not (loss or reorder or dup or corrupt or delay):
+        return device
+    from drivers.base import FaultInjecting
+    return FaultInjecting(device, seed=cfg.get("fault_seed", 0) or 0, drop=loss / 100, duplicate=dup / 100,
+                          reorder=reorder / 100, corrupt=corrupt / 100, delay=delay)
 
 
 class NetworkExtension:

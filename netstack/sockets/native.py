@@ -85,6 +85,8 @@ def create_native_stack(reactor) -> "NativeStack":
             dev = ShardDevice(0, open_wire(cfg, mac, False), peers, steering, relay=True, mode=sharding.steering_mode)
         else:
             dev = ShardDevice(shard, None, peers, steering, tx_via=peers[0], mode=sharding.steering_mode)
+    from .extension import fault_wrapper
+    dev = fault_wrapper(cfg, dev)
     if cfg.get("pcap_out"):
         from drivers.base import Recording
         path = cfg["pcap_out"] if nshards == 1 else f"{cfg['pcap_out']}.shard{shard}"
@@ -408,6 +410,12 @@ class _NativeConn(_Waits):
 
     def get_keepalive(self) -> bool:
         return self.tcb.keepalive
+
+    def set_user_timeout(self, seconds: float) -> None:
+        self.tcb.set_user_timeout(seconds)
+
+    def get_user_timeout(self) -> float:
+        return self.tcb.user_timeout
 
     def set_keepalive_parameters(self, p) -> None:
         self.tcb.set_keepalive(self.tcb.keepalive, p.idle, p.interval, p.count)

@@ -31,6 +31,7 @@ HIGH_WATER = 256 * 1024
 _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)
 RECV_SIZE = 128 * 1024
 _TCP_KEEPIDLE = getattr(socket, "TCP_KEEPIDLE", 4)
+_TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)
 _TCP_KEEPINTVL = getattr(socket, "TCP_KEEPINTVL", 5)
 _TCP_KEEPCNT = getattr(socket, "TCP_KEEPCNT", 6)
 
@@ -195,6 +196,12 @@ class _PosixConn:
 
     def get_keepalive(self) -> bool:
         return bool(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+    def set_user_timeout(self, seconds: float) -> None:
+        self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT, int(round(seconds * 1000)))
+
+    def get_user_timeout(self) -> float:
+        return self.sock.getsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT) / 1000.0
 
     def set_keepalive_parameters(self, p) -> None:
         self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_KEEPIDLE, max(1, int(p.idle)))
