@@ -730,3 +730,122 @@ def test_zero_window_probes_resend_the_byte_at_snd_una():
     send(t, seg(IRS + 1, ISS + 2, window=1000), b"", 100.0)     # the window opens, the byte is taken
     ((s, p),) = recv(t, 100.0)
     assert s.seq == ISS + 2 and p == b"bcdef"
+
+
+# ---- RACK-TLP (RFC 8985), PRR (RFC 6937), D-SACK (RFC 2883) -----------------------------------
+
+def _sack_established_with_rtt(rtt=0.01):
+    """ESTABLISHED with SACK and an RTT measured (10 ms): one segment out and its ACK."""
+    t = established(sack=True)
+    t.sack_ok = True
+    t.send(b"r" * 100)
+    recv(t, 0.0)
+    send(t, seg(IRS + 1, ISS + 101), b"", rtt)
+    assert t.srtt is not None and t.snd_una == t.snd_max
+    return t, ISS + 101
+
+
+def test_tail_loss_probe_retransmits_the_last_segment_before_the_rto():
+    """RFC 8985 7: three segments, none acknowledged. At the probe timeout (two
+    RTTs, far before the 200 ms+ RTO) the last segment goes again; its SACK
+    then starts recovery for the two before it, RACK marks them lost, no RTO."""
+    t, base = _sack_established_with_rtt()
+    t.send(b"t" * 1460 * 3)
+    assert len(recv(t, 0.02)) == 3
+    assert t.tlp_at is not None and t.tlp_at < t.rto_at
+    assert t.tlp_at == pytest.approx(0.02 + 2 * t.srtt)
+    probe_at = t.tlp_at
+    out = recv(t, probe_at)
+    assert [(s.seq, len(p)) for s, p in out] == [(base + 2920, 1460)]
+    assert t.stats["tlp_probes"] == 1
+    # the probe's SACK: the last segment arrived, the first two did not
+    now = probe_at + 0.011
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 2920, base + 4380),)), b"", now)
+    assert t.in_recovery and t.stats["rack_losses"] == 2
+    out = recv(t, now)
+    assert [(s.seq, len(p)) for s, p in out][:1] == [(base, 1460)]
+    assert t.stats["timeouts"] == 0
+
+
+def test_rack_marks_a_loss_that_too_few_sacks_would_not():
+    """Two segments in flight, the first lost: one SACK is below RFC 6675's
+    threshold, but the SACKed segment was sent after the hole, so once the hole
+    has waited RACK.rtt + reo_wnd it is lost and retransmitted (the reordering
+    timer says when)."""
+    t, base = _sack_established_with_rtt()
+    t.set_nodelay(True)
+    t.send(b"a" * 1460)
+    recv(t, 0.02)
+    t.send(b"b" * 1460)
+    recv(t, 0.021)
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 2920),)), b"", 0.031)
+    assert not t.in_recovery
+    assert t.rack_at is not None and t.rack_at > 0.031          # within the reordering window: wait
+    out = recv(t, t.rack_at)
+    assert t.in_recovery and [(s.seq, len(p)) for s, p in out][:1] == [(base, 1460)]
+
+
+def test_rack_sees_a_lost_retransmission():
+    """RFC 6675 cannot tell a retransmission was lost (the hole looks repaired);
+    RACK can: segments sent after it are delivered, it is not, past the
+    reordering window -- so it goes again, long before the RTO."""
+    t, base = _sack_established_with_rtt()
+    t.send(b"s" * 1460 * 8)
+    recv(t, 0.02)
+    for k in range(2, 5):        # the first segment lost
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"", 0.03)
+    assert t.in_recovery
+    assert [(s.seq, len(p)) for s, p in recv(t, 0.03)][0] == (base, 1460)     # retransmitted at 0.03
+    t.send(b"n" * 1460 * 4)      # new data, sent after the retransmission as deliveries allow
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * 8),)), b"", 0.032)
+    newer = [(s.seq, len(p)) for s, p in recv(t, 0.032)]
+    assert newer and all(seq >= base + 1460 * 8 for seq, _ in newer)
+    top = max(seq + n for seq, n in newer)
+    # the new segments arrive, the retransmission does not
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, top),)), b"", 0.05)
+    assert t.rack_at is not None or t.stats["lost_retransmits"] == 1
+    out = recv(t, t.rack_at or 0.05)
+    assert t.stats["lost_retransmits"] == 1 and t.stats["timeouts"] == 0
+    assert (base, 1460) in [(s.seq, len(p)) for s, p in out]
+
+
+def test_a_duplicate_segment_is_reported_with_a_dsack_block():
+    """RFC 2883: data that was already here is acknowledged with a first SACK
+    block naming it, once."""
+    t = established(sack=True)
+    t.sack_ok = True
+    send(t, seg(IRS + 1, ISS + 1), b"x" * 100)
+    recv(t, 1.0)
+    send(t, seg(IRS + 1, ISS + 1), b"x" * 100, 1.1)          # again
+    ((a, _),) = recv(t, 1.1)
+    assert a.sack_blocks == ((IRS + 1, IRS + 101),) and a.ack == IRS + 101
+    t.ack_now = True
+    ((a, _),) = recv(t, 1.2)
+    assert a.sack_blocks == ()
+
+
+def test_a_dsack_widens_the_reordering_window():
+    t, base = _sack_established_with_rtt()
+    before = t._reo_wnd()
+    t.send(b"s" * 1460)
+    recv(t, 0.02)
+    send(t, seg(IRS + 1, base + 1460, sack_blocks=((base, base + 1460),)), b"", 0.03)    # D-SACK
+    assert t.stats["dsacks_received"] == 1 and t._reo_wnd() == pytest.approx(2 * before)
+
+
+def test_prr_sends_in_proportion_to_what_was_delivered():
+    """RFC 6937: with pipe above ssthresh, each ACK lets out about ssthresh /
+    RecoverFS of what it delivered -- not a burst of cwnd - pipe at once."""
+    t, base = _sack_established_with_rtt()
+    t.cc.cwnd = 20 * 1460
+    t.send(b"p" * 1460 * 20)
+    assert len(recv(t, 0.02)) == 20
+    for k in range(2, 5):        # segment 0 lost, 1..3 SACKed: recovery, ssthresh = 10 segments
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"", 0.03)
+    assert t.in_recovery and t.cc.ssthresh == 10 * 1460
+    recv(t, 0.03)
+    out0 = t.prr_out
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * 6),)), b"", 0.031)   # 2 more delivered
+    recv(t, 0.031)
+    assert t.prr_delivered == 2 * 1460          # counted from the start of recovery
+    assert t.prr_out - out0 <= 1460 * 2       # about half of the 2 segments delivered, rounded up

@@ -8,6 +8,7 @@ tells it what happened, in bytes, through these calls only:
   enter_recovery(flight, now, sack)  fast retransmit (3 dup ACKs / SACK loss)
   on_dupack_in_recovery()      NewReno without SACK: inflate by one MSS
   on_partial_ack(acked)        NewReno without SACK: deflate (RFC 6582 3.2 step 5)
+  on_loss_repaired(flight, now)  a tail loss probe repaired a loss (RFC 8985 7.4.2)
   exit_recovery(flight)        recovery complete
   on_loss_timeout(flight, now) retransmission timeout
   adopt(other)                 take over another algorithm's window (set_congestion)
@@ -50,6 +51,12 @@ class NewReno:
             self.cwnd = self.ssthresh          # RFC 6675 5 (4.2): pipe, not inflation, paces recovery
         else:
             self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss    # RFC 5681 3.2 step 2
+
+    def on_loss_repaired(self, flight: int, now: float) -> None:
+        """A loss repaired without fast recovery (a tail loss probe's retransmission,
+        RFC 8985 7.4.2): the same one reduction fast recovery would make."""
+        self.on_loss_fast(flight, now)
+        self.cwnd = max(self.ssthresh, 2 * self.mss)
 
     def on_dupack_in_recovery(self) -> None:
         self.cwnd += self.mss                  # inflate (RFC 5681 3.2 step 4)

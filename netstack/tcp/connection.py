@@ -32,6 +32,7 @@ from .rate import RateLimit
 from .receive import ReceiveSide
 from .recovery import AckAndRecovery
 from .send import SendSide
+from .rack import RackTlp
 from .rules import MAX_WINDOW_SHIFT
 from .state import (TRANSITIONS, CAN_RECEIVE, CAN_SEND, CLOSED, ESTABLISHED, EV_CLOSED, EV_CONNECTED,
                     EV_ERROR, EV_READABLE, EV_WRITABLE, LISTEN,
@@ -105,7 +106,7 @@ class SendBuffer:
         self.head = n if chunks else 0
 
 
-class TCB(ReceiveSide, AckAndRecovery, SendSide):
+class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp):
     # Slots: about 80 attributes are more than CPython shares dict keys for (30),
     # so without them every TCB carries a full dict built key by key, and
     # attribute reads on the per-segment paths go through a dict lookup.
@@ -121,13 +122,15 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
                  'snd_wl1', 'snd_wl2', 'snd_wnd', 'snd_wscale', 'srtt', 'state', 'stats', 'syn_acked',
                  'timewait_at', 'ts_ok', 'ts_recent', 'ts_recent_age', 'tso_max', 'tx_cache',
                  'trace', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
-                 'mss_agreed', 'path_mtu',
+                 'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit',
+                 'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist',
+                 'min_rtt', 'dsack', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
                  "__weakref__")
 
     # The timer model: each timer is one of these attributes, a deadline or None
     # (stopped). poll_at() follows from them (_next_deadline); _stop_timers and
     # _arm_persist keep the exclusive ones exclusive.
-    TIMERS = ("rto_at", "delack_at", "persist_at", "keepalive_at", "timewait_at")
+    TIMERS = ("rto_at", "tlp_at", "rack_at", "delack_at", "persist_at", "keepalive_at", "timewait_at")
 
     def __init__(self, cfg, local_ip: bytes, local_port: int, remote_ip: bytes, remote_port: int,
                  iss: int, now: float, mss_limit: int | None = None, tso_max: int = 0) -> None:
@@ -153,7 +156,8 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         self.recv_buffer = cfg.recv_buffer
         self.send_limit = cfg.send_buffer
         self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "rescue_retransmits": 0,
-                      "challenge_acks": 0, "challenge_acks_suppressed": 0, "dup_acks": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
+                      "challenge_acks": 0, "challenge_acks_suppressed": 0, "dup_acks": 0, "tlp_probes": 0,
+                      "tlp_recoveries": 0, "lost_retransmits": 0, "dsacks_received": 0, "rack_losses": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
         self._was_writable = True
         self.sched_at: float | None = None   # the Interface's timer-heap bookkeeping
         self.owner = None                     # called with self after a user call changes what to send
@@ -228,6 +232,24 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
         self._retransmit_one = False  # poll(): resend one segment (fast retransmit, partial ACK)
         self._sack_send = False       # poll(): send what the pipe allows (RFC 6675)
         self._last_ooo = None         # start of the latest out-of-order segment (first SACK block)
+        self.tlp_at = None            # the probe timeout (RFC 8985 7)
+        self.tlp_end = None           # SND.MAX after the outstanding probe, None: no probe out
+        self.tlp_retrans = False      # the probe was a retransmission
+        self.tlp_dsack = False        # a D-SACK arrived during the probe's episode
+        self.xmit = None              # RACK: [start, end, sent at, retransmitted, sacked] per segment in flight
+        self.rack_xmit_ts = None      # RACK.xmit_ts: the latest send time among delivered segments
+        self.rack_end = 0             # RACK.end_seq
+        self.rack_rtt = 0.0           # RACK.rtt
+        self.rack_at = None           # the reordering timer (RFC 8985 6.3)
+        self.rack_lost = None         # starts of the segments RACK marked lost
+        self.reo_wnd_mult = 1
+        self.reo_wnd_persist = 0
+        self.min_rtt = None
+        self.dsack = None             # a duplicate segment to report in the next ACK's first SACK block (RFC 2883)
+        self.prr_delivered = 0        # proportional rate reduction (RFC 6937): bytes delivered in recovery,
+        self.prr_out = 0              # ... bytes sent in recovery,
+        self.prr_recover_fs = 1       # ... the flight when recovery began,
+        self.prr_last_delivered = 0   # ... and what the latest ACK delivered
 
     # ---- state -------------------------------------------------------------
     def _set_state(self, new: State) -> None:
@@ -260,13 +282,15 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide):
 
     def _next_deadline(self):
         t = None
-        for x in (self.rto_at, self.delack_at, self.persist_at, self.keepalive_at, self.timewait_at):
+        for x in (self.rto_at, self.tlp_at, self.rack_at, self.delack_at, self.persist_at, self.keepalive_at,
+                  self.timewait_at):
             if x is not None and (t is None or x < t):
                 t = x
         return t
 
     def _stop_timers(self) -> None:
-        self.rto_at = self.delack_at = self.persist_at = self.keepalive_at = self.timewait_at = None
+        self.rto_at = self.tlp_at = self.rack_at = self.delack_at = self.persist_at = self.keepalive_at = None
+        self.timewait_at = None
 
     def _arm_persist(self, t: float) -> None:
         """The persist timer replaces the RTO: with nothing in flight it has

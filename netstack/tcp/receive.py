@@ -132,6 +132,8 @@ class ReceiveSide:
             if self.state is TIME_WAIT and flags & FIN:
                 self.timewait_at = now + self.cfg.time_wait
             self.ack_now = True
+            if plen and self.sack_ok and ((self.rcv_nxt - seg.seq - plen) & MASK) < HALF:
+                self.dsack = (seg.seq, seq_add(seg.seq, plen))     # all of it was here already (RFC 2883)
         return False
 
     def _on_rst(self, seg: TcpRepr, now: float) -> None:
@@ -252,7 +254,9 @@ class ReceiveSide:
         rn = self.rcv_nxt
         off = seq_sub(rn, seq)
         if off > 0:
-            payload = payload[off:]   # part already received
+            if self.sack_ok:
+                self.dsack = (seq, rn)    # the part already received, reported (RFC 2883)
+            payload = payload[off:]
             seq = rn
         room = seq_sub(seq_add(rn, self._rcv_window()), seq)
         if len(payload) > room:
@@ -278,6 +282,8 @@ class ReceiveSide:
                 return
             for s, d in self.ooo:
                 if s == seq and len(d) >= len(payload):
+                    if self.sack_ok:
+                        self.dsack = (seq, seq_add(seq, len(payload)))    # a duplicate of queued data
                     return
             self.ooo.append((seq, bytes(payload)))
             self.ooo.sort(key=lambda x: seq_sub(x[0], self.rcv_nxt))
@@ -303,7 +309,10 @@ class ReceiveSide:
         self.ooo = keep
 
     def _sack_blocks(self) -> tuple:
-        if not self.sack_ok or not self.ooo:
+        """The SACK blocks of our next ACK (RFC 2018): a D-SACK block first when a
+        duplicate arrived (RFC 2883), then the out-of-order data, the block with
+        the most recent segment first; three blocks at most beside timestamps."""
+        if not self.sack_ok or (not self.ooo and self.dsack is None):
             return ()
         blocks = []
         for seq, data in self.ooo:
@@ -319,6 +328,8 @@ class ReceiveSide:
                 if seq_le(left, self._last_ooo) and seq_lt(self._last_ooo, right):
                     blocks.insert(0, blocks.pop(i))
                     break
+        if self.dsack is not None:
+            blocks.insert(0, self.dsack)
         return tuple(blocks[:3 if self.ts_ok else 4])
 
     def _rcv_window(self) -> int:

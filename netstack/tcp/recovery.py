@@ -27,8 +27,12 @@ class AckAndRecovery:
             self._challenge_ack(now)
             return False
         wnd = seg.window << self.snd_wscale
+        prr = self.in_recovery and self.sack_ok
+        if prr:
+            sacked_before = self._sacked_bytes()
         if self.sack_ok and seg.sack_blocks:
-            self._update_scoreboard(seg.sack_blocks)
+            self._note_dsack(seg.sack_blocks, ack)
+            self._update_scoreboard(seg.sack_blocks, now)
         acked = (ack - una) & MASK
         if acked and acked < HALF:                      # ack > una
             if not self._on_new_ack_general(seg, ack, acked, now):
@@ -36,12 +40,47 @@ class AckAndRecovery:
         elif ack == una and seq_sub(self.snd_max, una) > 0 and not plen \
                 and not seg.flags & (SYN | FIN) and wnd == self.snd_wnd:
             self._on_duplicate_ack(now)
+        if prr and self.in_recovery:
+            # RFC 6937: what this ACK delivered, cumulatively or by SACK
+            self.prr_last_delivered = max(0, ((self.snd_una - una) & MASK) + self._sacked_bytes() - sacked_before)
+            self.prr_delivered += self.prr_last_delivered
+        if self.xmit and (self.sacked or self.rack_lost or self.rack_at is not None):
+            self._rack_on_ack(now)
         self._update_window(seg.seq, ack, wnd)
         return True
+
+    def _sacked_bytes(self) -> int:
+        return sum(seq_sub(r, lft) for lft, r in self.sacked)
+
+    def _prr_budget(self, pipe: int) -> int:
+        """RFC 6937 (PRR-SSRB): how many bytes recovery may send now. Above
+        ssthresh, in proportion to what was delivered (ssthresh / RecoverFS of
+        it); below, slow start towards ssthresh, at most one MSS more than was
+        delivered. The window comes down smoothly instead of in one step."""
+        ssthresh = self.cc.ssthresh
+        if pipe > ssthresh:
+            sndcnt = -(-self.prr_delivered * ssthresh // self.prr_recover_fs) - self.prr_out
+        else:
+            limit = max(self.prr_delivered - self.prr_out, self.prr_last_delivered) + self.mss
+            sndcnt = min(ssthresh - pipe, limit)
+        return sndcnt if sndcnt > 0 else 0
+
+    def _note_dsack(self, blocks, ack: int) -> None:
+        """RFC 2883: a first SACK block below the cumulative ACK, or inside the
+        second block, reports a duplicate segment (D-SACK)."""
+        left, right = blocks[0]
+        if seq_le(right, ack) or (len(blocks) > 1 and seq_ge(left, blocks[1][0]) and seq_le(right, blocks[1][1])):
+            self.stats["dsacks_received"] += 1
+            self._rack_dsack()
+            if self.tlp_end is not None:
+                self.tlp_dsack = True
 
     def _new_ack(self, ack: int, data_acked: int, tsecr: int, now: float) -> None:
         """New data acknowledged (SND.UNA < ack): the bookkeeping every path does,
         the header prediction included. `data_acked` excludes our FIN's octet."""
+        flight_before = (self.snd_max - self.snd_una) & MASK
+        if self.xmit:
+            self._rack_acked(ack, now)
         self.sbuf.consume(data_acked)
         self.snd_una = ack
         if ((self.snd_nxt - ack) & MASK) >= HALF:   # snd_nxt < ack
@@ -55,6 +94,10 @@ class AckAndRecovery:
         else:
             self.rto_at = now + self.rto             # restart (RFC 6298 5.3)
             self.stalled_since = now                 # progress: the user timeout counts from here
+        if self.tlp_end is not None:
+            self._tlp_on_ack(ack, flight_before, now)
+        if self.sack_ok:
+            self._schedule_tlp(now)
         if not self._was_writable and self.send_limit > self.sbuf.size:
             self._was_writable = True
             self.events.append(EV_WRITABLE)
@@ -70,6 +113,7 @@ class AckAndRecovery:
                 self.in_recovery = False
                 self.cc.exit_recovery((self.snd_max - ack) & MASK)
                 self.sacked = []
+                self._rack_forget()
             elif self.sack_ok:
                 # RFC 6675: no window arithmetic here; the pipe estimate decides
                 if seq_lt(self.rexmit_next, ack):
@@ -121,6 +165,9 @@ class AckAndRecovery:
     def _enter_fast_recovery(self, now: float) -> None:
         flight = seq_sub(self.snd_max, self.snd_una)
         self.cc.enter_recovery(flight, now, self.sack_ok)
+        self.tlp_at = self.tlp_end = None       # loss recovery takes over from the probe
+        self.prr_delivered = self.prr_out = self.prr_last_delivered = 0
+        self.prr_recover_fs = flight if flight > 0 else 1
         self.recover = self.snd_max
         self.in_recovery = True
         self.rexmit_next = self.snd_una
@@ -132,7 +179,8 @@ class AckAndRecovery:
     def _holes(self) -> list:
         """[(left, right, lost)] for the un-SACKed ranges below the highest SACKed
         byte. A hole is lost (RFC 6675 IsLost) when more than (DupThresh - 1) * SMSS
-        bytes, or DupThresh blocks, are SACKed above it."""
+        bytes, or DupThresh blocks, are SACKed above it -- or when RACK marked a
+        segment in it lost (rack.py)."""
         holes = []
         start = self.snd_una
         for left, right in self.sacked:
@@ -147,7 +195,8 @@ class AckAndRecovery:
                 above_bytes += seq_sub(self.sacked[i][1], self.sacked[i][0])
                 above_blocks += 1
                 i -= 1
-            h[2] = above_bytes > (DUPACK_THRESHOLD - 1) * self.mss or above_blocks >= DUPACK_THRESHOLD
+            h[2] = above_bytes > (DUPACK_THRESHOLD - 1) * self.mss or above_blocks >= DUPACK_THRESHOLD \
+                or self._rack_is_lost(h[0], h[1])
         return holes
 
     def _pipe(self, holes) -> int:
@@ -169,7 +218,9 @@ class AckAndRecovery:
         outstanding unSACKed segment (a lost tail has no SACKs above it to mark it)."""
         holes = self._holes()
         pipe = self._pipe(holes)
-        while self.cc.cwnd - pipe >= self.mss:
+        budget = self._prr_budget(pipe)
+        sent = 0
+        while sent < budget:
             seq = None
             rx = self.rexmit_next
             for left, right, lost in holes:
@@ -180,6 +231,7 @@ class AckAndRecovery:
                 n = self._emit_new_in_recovery(out, now)
                 if n > 0:
                     pipe += n
+                    sent += n
                     continue
                 for left, right, _lost in holes:
                     if seq_lt(rx, right):
@@ -191,6 +243,7 @@ class AckAndRecovery:
                     break
                 self.rexmit_next = seq_add(seq, n)
                 pipe += n
+                sent += n
                 continue
             # (4) rescue: HighACK > RescueRxt (or none yet this recovery)
             if self.rescue_rxt is not None and not seq_gt(self.snd_una, self.rescue_rxt):
@@ -211,8 +264,10 @@ class AckAndRecovery:
             self.rescue_rxt = self.recover
             self.stats["rescue_retransmits"] += 1
             pipe += n
+            sent += n
+        self.prr_out += sent
 
-    def _update_scoreboard(self, blocks) -> None:
+    def _update_scoreboard(self, blocks, now: float) -> None:
         sb = self.sacked
         for left, right in blocks:
             if seq_le(right, self.snd_una) or seq_gt(right, self.snd_max) or not seq_lt(left, right):
@@ -229,9 +284,15 @@ class AckAndRecovery:
         self.sacked = merged
         if not self.in_recovery and self.sack_ok and merged:
             sacked_bytes = sum(seq_sub(r, lft) for lft, r in merged)
-            # RFC 6675 IsLost: more than DupThresh*SMSS sacked above snd_una
-            if sacked_bytes > DUPACK_THRESHOLD * self.mss and seq_ge(self.snd_una, self.recover):
-                self._enter_fast_recovery(0.0)
+            # RFC 6675 IsLost(HighACK + 1): more than (DupThresh - 1) * SMSS bytes, or
+            # DupThresh discontiguous blocks, SACKed above it. (With data flowing
+            # both ways the peer's ACKs carry data and never count as duplicate
+            # ACKs: this is then the only way into recovery; DupThresh * SMSS here
+            # left a one-segment hole under three SACKed segments to the RTO.)
+            if (sacked_bytes > (DUPACK_THRESHOLD - 1) * self.mss or len(merged) >= DUPACK_THRESHOLD) \
+                    and seq_ge(self.snd_una, self.recover):
+                self._enter_fast_recovery(now)
+
 
     def _trim_scoreboard(self) -> None:
         una = self.snd_una
@@ -253,6 +314,8 @@ class AckAndRecovery:
                 sample = 0.0
         else:
             return
+        if self.min_rtt is None or sample < self.min_rtt:
+            self.min_rtt = sample
         srtt = self.srtt
         if srtt is None:
             srtt = sample
@@ -318,6 +381,11 @@ class AckAndRecovery:
         self.recover = self.snd_max
         self.dupacks = 0
         self.sacked = []  # RFC 6675 5.1: the scoreboard may be stale after an RTO
+        self.tlp_at = self.tlp_end = None
+        self._rack_forget()
+        if self.xmit:
+            for e in self.xmit:
+                e[4] = False      # RFC 6675 5.1 / RFC 8985 6.3: after an RTO everything is resent
         self.rtt_seq = None
         self.snd_nxt = self.snd_una      # go back and resend from the first unacked byte (or the FIN)
 

@@ -105,6 +105,10 @@ class SendSide:
             if self.ack_now:
                 out.append((self._ack_seg(self.snd_max, ACK, now), b""))
             return out
+        if self.rack_at is not None and now >= self.rack_at:
+            self._on_rack_timer(now)
+        if self.tlp_at is not None and now >= self.tlp_at:
+            self._on_tlp(now, out)
         # retransmission of one segment (fast retransmit / partial ack / SACK hole)
         if self._retransmit_one:
             self._retransmit_one = False
@@ -112,6 +116,7 @@ class SendSide:
             if seq is not None:
                 n = self._emit_data(seq, out, now, retransmit=True)
                 self.rexmit_next = seq_add(seq, n)
+                self.prr_out += n
         if self._sack_send:
             self._sack_send = False
             if self.in_recovery:
@@ -161,7 +166,7 @@ class SendSide:
         (a SACK option sized by a guess made segments up to 36 bytes too big
         under bidirectional loss: each one a drop and an RTO)."""
         limit = self.max_segment() if tso else self.mss
-        if self.ooo and self.sack_ok:
+        if (self.ooo or self.dsack is not None) and self.sack_ok:
             limit -= 4 + 8 * len(self._sack_blocks())     # NOP NOP SACK(2 + 8n)
         return limit
 
@@ -184,7 +189,8 @@ class SendSide:
         flags = ACK | (PSH if offset + n == len(self.sbuf) else 0)
         out.append((self._ack_seg(seq, flags, now), data))
         end = seq_add(seq, n)
-        if retransmit or seq_lt(seq, self.snd_max):
+        resent = retransmit or seq_lt(seq, self.snd_max)
+        if resent:
             self.stats["retransmits"] += 1
             if self.rtt_seq is not None and seq_le(seq, self.rtt_seq):
                 self.rtt_seq = None  # Karn: no sample from retransmitted data
@@ -198,6 +204,10 @@ class SendSide:
         if seq_gt(end, self.snd_max):
             self.snd_max = end
         self._arm_rto(now)
+        if self.sack_ok:
+            self._record_xmit(seq, n, now, resent)
+            if not retransmit:
+                self._schedule_tlp(now)      # new data (re)starts the probe timeout
         return n
 
     def _emit_new_in_recovery(self, out: list, now: float) -> int:
@@ -212,10 +222,13 @@ class SendSide:
         data = self.sbuf.peek(offset, n)
         seq = self.snd_nxt
         out.append((self._ack_seg(seq, ACK | (PSH if offset + n == len(self.sbuf) else 0), now), data))
+        resent = seq_lt(seq, self.snd_max)
         self.snd_nxt = end = seq_add(seq, n)
         if seq_gt(end, self.snd_max):
             self.snd_max = end
         self._arm_rto(now)
+        if self.sack_ok:
+            self._record_xmit(seq, n, now, resent)
         return n
 
     def _sent(self, seq: int, length: int, now: float) -> None:
@@ -250,9 +263,10 @@ class SendSide:
         (chain=False: at most one segment -- the TSO continuation's own calls.)"""
         st = self.state
         if (st is not ESTABLISHED and st is not CLOSE_WAIT) or self.rst_pending is not None \
-                or self.ooo or self.fin_queued \
+                or self.ooo or self.fin_queued or self.dsack is not None \
                 or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
-                or (self.rto_at is not None and now >= self.rto_at):
+                or (self.rto_at is not None and now >= self.rto_at) or (self.tlp_at is not None and now >= self.tlp_at) \
+                or (self.rack_at is not None and now >= self.rack_at):
             return None
         keepalive = self.keepalive and st is ESTABLISHED     # as in poll(): probes only there
         if keepalive and now >= self.last_recv + self.keepalive_idle:     # as _keepalive() decides
@@ -289,6 +303,9 @@ class SendSide:
                 self.rto_at = now + self.rto
                 if self.stalled_since is None:
                     self.stalled_since = now     # as _arm_rto: outstanding from now on
+            if self.sack_ok:
+                self._record_xmit(seq, n, now, False)
+                self._schedule_tlp(now)          # new data (re)starts the probe timeout
         elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
             seq = self._ack_seq()
             payload = b""
@@ -329,7 +346,11 @@ class SendSide:
     def _ack_seg(self, seq: int, flags: int, now: float) -> TcpRepr:
         raw = self._ack_sent()
         ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
-        sack = self._sack_blocks() if self.ooo else ()
+        if self.ooo or self.dsack is not None:
+            sack = self._sack_blocks()
+            self.dsack = None           # reported once
+        else:
+            sack = ()
         return TcpRepr(self.local_port, self.remote_port, seq, self.rcv_nxt, flags, raw, 0, None, None,
                        False, sack, ts)
 

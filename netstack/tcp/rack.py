@@ -1,0 +1,249 @@
+"""RACK-TLP (RFC 8985): time-based loss detection and tail loss probes.
+
+RACK. Every data segment in flight is remembered with the time it was last
+sent (`xmit`: [start, end, time, retransmitted, sacked] in sequence order).
+When an ACK delivers segments (cumulatively or by SACK), RACK.xmit_ts becomes
+the latest send time among them and RACK.rtt the time that one took. A
+segment still missing that was sent *before* it is lost once it has been
+waiting RACK.rtt + reo_wnd: reordering by less than reo_wnd is tolerated
+(reo_wnd = min_rtt / 4, times a multiplier that D-SACKs -- evidence of
+spurious retransmissions -- raise, capped at SRTT). A segment that may still
+turn out lost arms the reordering timer (`rack_at`). Time order catches what
+RFC 6675's byte counting cannot: a lost retransmission (it was sent after
+what the peer delivered since), and a lost segment with too few segments
+behind it to count (a small window).
+
+TLP. A tail loss -- the last segments of a flight -- leaves nothing behind it
+to be delivered: the probe timeout (PTO, about two RTTs, before the RTO)
+sends one new segment if the peer's window allows, else the last one again;
+its ACK lets RACK see the loss (section 7). A probe that retransmitted the
+tail and was not reported back as a duplicate (D-SACK) repaired a loss: one
+congestion response (7.4.2).
+
+Losses RACK marks become lost holes for RFC 6675's NextSeg (recovery.py).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..wire.seq import MASK, seq_add, seq_ge, seq_gt, seq_lt, seq_sub
+from .rules import _SENDING_STATES
+
+__all__ = ["RackTlp"]
+
+WORST_CASE_DELAYED_ACK = 0.2   # RFC 8985 7.2 WCDelAckT: a one-segment flight waits for the peer's delayed ACK
+MIN_PTO = 0.010                # Linux's floor on the probe timeout
+REO_WND_MULT_MAX = 4           # D-SACKs widen reo_wnd up to this many quarters of min_rtt (capped at SRTT)
+REO_WND_PERSIST = 16           # recoveries a widened reo_wnd lasts (RFC 8985 6.2 step 4)
+
+# xmit entry fields
+_START, _END, _TIME, _RETRANS, _SACKED = range(5)
+
+
+class RackTlp:
+    __slots__ = ()
+
+    # ---- what was sent, when -----------------------------------------------------------------
+    def _record_xmit(self, seq: int, n: int, now: float, retransmit: bool) -> None:
+        """A data segment [seq, seq + n) left now."""
+        x = self.xmit
+        if x is None:
+            x = self.xmit = deque()
+        end = (seq + n) & MASK
+        if not retransmit and (not x or seq_ge(seq, x[-1][_END])):
+            x.append([seq, end, now, False, False])
+            return
+        for e in x:                     # a retransmission: the entry holding seq is sent anew
+            if seq_lt(seq, e[_END]) and not seq_lt(seq, e[_START]):
+                e[_TIME] = now
+                e[_RETRANS] = True
+                return
+        x.append([seq, end, now, True, False])      # (sent again after an RTO rewound past its entry)
+
+    def _rack_acked(self, ack: int, now: float) -> None:
+        """Entries up to `ack` are delivered: forget them, advancing RACK's time."""
+        x = self.xmit
+        while x and not seq_gt(x[0][_END], ack):
+            self._rack_delivered(x.popleft(), now)
+        if x and seq_lt(x[0][_START], ack):
+            x[0][_START] = ack          # partly acknowledged
+
+    def _rack_delivered(self, e, now: float) -> None:
+        """RFC 8985 6.2 steps 1-2: the newest delivered send time and its RTT. A
+        retransmitted segment acknowledged sooner than min_rtt after it was sent
+        again was delivered by its original: that time says nothing."""
+        rtt = now - e[_TIME]
+        if e[_RETRANS]:
+            if self.min_rtt is not None and rtt < self.min_rtt:
+                return
+        elif self.min_rtt is None or rtt < self.min_rtt:
+            self.min_rtt = rtt          # our own send times: finer than the timestamp clock's 1 ms
+        if self.rack_xmit_ts is None or e[_TIME] > self.rack_xmit_ts or \
+                (e[_TIME] == self.rack_xmit_ts and seq_gt(e[_END], self.rack_end)):
+            self.rack_xmit_ts = e[_TIME]
+            self.rack_end = e[_END]
+            self.rack_rtt = rtt
+
+    def _rack_sacked(self, now: float) -> None:
+        """Entries the scoreboard now covers are delivered."""
+        x = self.xmit
+        if not x:
+            return
+        blocks = self.sacked
+        for e in x:
+            if e[_SACKED]:
+                continue
+            for left, right in blocks:
+                if not seq_lt(e[_START], left) and not seq_gt(e[_END], right):
+                    e[_SACKED] = True
+                    self._rack_delivered(e, now)
+                    break
+
+    def _reo_wnd(self) -> float:
+        if self.min_rtt is None:
+            return 0.0
+        w = self.reo_wnd_mult * self.min_rtt / 4
+        return w if self.srtt is None or w < self.srtt else self.srtt
+
+    def _rack_detect(self, now: float) -> bool:
+        """RFC 8985 6.2 step 5: mark the segments sent before RACK.xmit_ts that
+        waited RACK.rtt + reo_wnd lost; arm the reordering timer for the others.
+        True when something new was marked lost."""
+        self.rack_at = None
+        ts = self.rack_xmit_ts
+        x = self.xmit
+        if ts is None or not x:
+            return False
+        limit = self.rack_rtt + self._reo_wnd()
+        marked = False
+        nearest = None
+        for e in x:
+            if e[_SACKED]:
+                continue
+            t = e[_TIME]
+            if t > ts or (t == ts and not seq_lt(e[_END], self.rack_end)):
+                continue                # sent after the newest delivered one: not behind anything yet
+            remaining = t + limit - now
+            if remaining <= 0:
+                if self._rack_mark_lost(e):
+                    marked = True
+            elif nearest is None or remaining < nearest:
+                nearest = remaining
+        if nearest is not None:
+            self.rack_at = now + nearest
+        return marked
+
+    def _rack_mark_lost(self, e) -> bool:
+        """A lost segment: a lost hole for NextSeg. Retransmitted already: it was
+        lost again, so NextSeg goes back to it."""
+        lost = self.rack_lost
+        if lost is None:
+            lost = self.rack_lost = set()
+        if e[_START] in lost and not e[_RETRANS]:
+            return False
+        lost.add(e[_START])
+        if e[_RETRANS]:
+            e[_RETRANS] = False         # counted once; a new retransmission sets it again
+            if seq_lt(e[_START], self.rexmit_next):
+                self.rexmit_next = e[_START]
+            self.stats["lost_retransmits"] += 1
+        self.stats["rack_losses"] += 1
+        return True
+
+    def _rack_on_ack(self, now: float) -> None:
+        """After the scoreboard took an ACK: delivered entries, loss marks, and --
+        outside recovery -- recovery when RACK sees a loss."""
+        self._rack_sacked(now)
+        if self._rack_detect(now):
+            if not self.in_recovery and seq_ge(self.snd_una, self.recover):
+                self._enter_fast_recovery(now)
+            else:
+                self._sack_send = True
+
+    def _on_rack_timer(self, now: float) -> None:
+        """The reordering window of a segment ran out: lost (RFC 8985 6.3)."""
+        self.rack_at = None
+        self._rack_on_ack(now)
+
+    def _rack_is_lost(self, left: int, right: int) -> bool:
+        lost = self.rack_lost
+        if not lost:
+            return False
+        for s in lost:
+            if not seq_lt(s, left) and seq_lt(s, right):
+                return True
+        return False
+
+    def _rack_forget(self) -> None:
+        """Recovery is over (or an RTO rewound everything): start the marks afresh."""
+        self.rack_lost = None
+        self.rack_at = None
+        if self.reo_wnd_persist > 0:
+            self.reo_wnd_persist -= 1
+            if not self.reo_wnd_persist:
+                self.reo_wnd_mult = 1
+
+    def _rack_dsack(self) -> None:
+        """A D-SACK: a retransmission was spurious, reordering is larger than
+        thought: widen reo_wnd for a while (RFC 8985 6.2 step 4)."""
+        if self.reo_wnd_mult < REO_WND_MULT_MAX:
+            self.reo_wnd_mult += 1
+        self.reo_wnd_persist = REO_WND_PERSIST
+
+    # ---- tail loss probes ------------------------------------------------------------------------
+    def _schedule_tlp(self, now: float) -> None:
+        """RFC 8985 7.2: (re)arm the probe timeout while data is outstanding,
+        outside loss recovery, with SACK, one probe per episode, before the RTO."""
+        if not self.sack_ok or self.in_recovery or self.tlp_end is not None or self.srtt is None:
+            self.tlp_at = None
+            return
+        flight = (self.snd_max - self.snd_una) & MASK
+        if not flight:
+            self.tlp_at = None
+            return
+        pto = 2 * self.srtt
+        if pto < MIN_PTO:
+            pto = MIN_PTO
+        if flight <= self.mss:
+            pto += WORST_CASE_DELAYED_ACK
+        t = now + pto
+        self.tlp_at = t if self.rto_at is None or t < self.rto_at else None
+
+    def _on_tlp(self, now: float, out: list) -> None:
+        """The probe timeout fired: one new segment if the peer's window allows,
+        else the last segment again; then the RTO is restarted (RFC 8985 7.3)."""
+        self.tlp_at = None
+        if self.state not in _SENDING_STATES or self.in_recovery or self.snd_una == self.snd_max:
+            return
+        data_end = seq_add(self.snd_una, len(self.sbuf))
+        retrans = True
+        if seq_lt(self.snd_nxt, data_end) and self.snd_nxt == self.snd_max:
+            retrans = self._emit_new_in_recovery(out, now) <= 0   # the peer's window, not cwnd, bounds it
+        if retrans:
+            top = data_end if seq_gt(self.snd_max, data_end) else self.snd_max     # our FIN is not data
+            inflight = seq_sub(top, self.snd_una)
+            if inflight <= 0:
+                return              # only a FIN is out: the RTO resends it
+            size = self._payload_limit(False)
+            start = (top - size) & MASK if inflight > size else self.snd_una
+            if self._emit_data(start, out, now, retransmit=True) <= 0:
+                return
+        self.tlp_end = self.snd_max
+        self.tlp_retrans = retrans
+        self.tlp_dsack = False
+        self.stats["tlp_probes"] += 1
+        self.rto_at = self._clamp_to_user_timeout(now + self.rto)
+
+    def _tlp_on_ack(self, ack: int, flight_before: int, now: float) -> None:
+        """RFC 8985 7.4: the episode ends when the probe is acknowledged. A probe
+        that retransmitted the tail and was not reported as a duplicate (D-SACK)
+        repaired a real loss: one congestion response, as fast recovery would."""
+        end = self.tlp_end
+        if end is None or seq_lt(ack, end):
+            return
+        self.tlp_end = None
+        if self.tlp_retrans and not self.tlp_dsack and not self.in_recovery:
+            self.cc.on_loss_repaired(flight_before, now)
+            self.stats["tlp_recoveries"] += 1
+        self.tlp_dsack = False
