@@ -80,6 +80,12 @@ class ReceiveSide:
         if st is CLOSED:
             return
         plen = len(payload)
+        if st is SYN_RECEIVED and flags & SYN and flags & ACK and seg.seq == self.irs \
+                and self.listener is None and seg.ack == self.snd_max:
+            # simultaneous open (RFC 9293 figure 8): the peer's SYN-ACK acknowledges our
+            # SYN -- the handshake's ACK; its SYN is the one we have (Linux does so too)
+            flags &= ~SYN
+            seg = seg._replace(seq=self.rcv_nxt, flags=flags)
         if not self._segment_acceptable(seg, plen, now):
             return
         # 2. RST (RFC 5961 3.2)
@@ -88,11 +94,11 @@ class ReceiveSide:
             return
         # 4. SYN in a synchronized state: challenge ACK (RFC 5961 4.2)
         if flags & SYN:
-            if st is SYN_RECEIVED and seg.seq == self.irs:
-                self.ack_now = True  # a retransmitted SYN: repeat our SYN-ACK
-                self.snd_nxt = self.snd_una
+            if st is not SYN_RECEIVED or seg.seq != self.irs:
+                self._challenge_ack(now)
                 return
-            self._challenge_ack(now)
+            self.ack_now = True  # a retransmitted SYN: repeat our SYN-ACK
+            self.snd_nxt = self.snd_una
             return
         # 5. ACK
         if not flags & ACK:
