@@ -310,20 +310,25 @@ def test_send_window_limits_flight():
 
 
 def test_retransmission_timeout_backoff_and_give_up():
+    """The handshake's RTT sample (the SYN-ACK was timed, RFC 6298 2.2) sets the
+    RTO to its 200 ms floor; each timeout doubles it; after max_retries the
+    connection ends with ETIMEDOUT."""
     t = established(max_retries=3)
+    assert t.rto == 0.2
     t.send(b"q" * 100)
     assert recv(t, 0.0)[0][0].seq == ISS + 1
-    recv_nothing(t, 0.9)
-    assert [len(p) for _s, p in recv(t, 1.0)] == [100]
-    recv_nothing(t, 2.9)
-    assert len(recv(t, 3.0)) == 1      # 2 s later
-    assert len(recv(t, 7.0)) == 1      # 4 s later
-    recv(t, 15.0)
+    recv_nothing(t, 0.19)
+    assert [len(p) for _s, p in recv(t, 0.2)] == [100]
+    recv_nothing(t, 0.59)
+    assert len(recv(t, 0.61)) == 1     # 0.4 s later
+    assert len(recv(t, 1.42)) == 1     # 0.8 s later
+    recv(t, 3.1)                       # 1.6 s later: out of retries
     assert t.state is State.CLOSED and isinstance(t.error, TimeoutError)
 
 
 def test_rtt_estimation_sets_rto():
     t = established()
+    t.srtt, t.rttvar = None, 0.0       # forget the handshake's sample: the first one sets SRTT
     t.send(b"a" * 100)
     recv(t, 0.0)
     send(t, seg(IRS + 1, ISS + 101), b"", 0.1)
@@ -738,6 +743,7 @@ def _sack_established_with_rtt(rtt=0.01):
     """ESTABLISHED with SACK and an RTT measured (10 ms): one segment out and its ACK."""
     t = established(sack=True)
     t.sack_ok = True
+    t.srtt, t.rttvar, t.min_rtt = None, 0.0, None     # the handshake's (zero) sample forgotten
     t.send(b"r" * 100)
     recv(t, 0.0)
     send(t, seg(IRS + 1, ISS + 101), b"", rtt)

@@ -25,7 +25,7 @@ from collections import deque
 from functools import partial
 
 from frames import Gather
-from ..wire.seq import MASK, seq_add
+from ..wire.seq import HALF, MASK, seq_add
 from ..wire.tcp import RST, TcpRepr
 from . import congestion
 from .rate import RateLimit
@@ -440,7 +440,16 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp):
         # window update if the window grew by 2 MSS or half the buffer (RFC 9293 3.8.6.2.2)
         st = self.state
         if st is ESTABLISHED or st in CAN_RECEIVE:
-            grown = self.recv_buffer - self.rq_bytes - self.ooo_bytes - self.last_wnd_sent
+            # by how much the right edge we could offer now passes the one we offered
+            # (never more than the window field can say: without window scaling
+            # 65535, so a big buffer does not make every read send an update)
+            offer = self.recv_buffer - self.rq_bytes
+            cap = 65535 << self.rcv_wscale
+            if offer > cap:
+                offer = cap
+            grown = ((self.rcv_nxt + offer - self.last_ack_sent - self.last_wnd_sent) & MASK)
+            if grown >= HALF:
+                grown = 0
             if grown >= 2 * self.mss or grown >= self.recv_buffer >> 1:
                 self.ack_now = True
                 self._changed()

@@ -98,6 +98,8 @@ class SendSide:
         if st is SYN_RECEIVED:
             if self.snd_nxt == self.iss or self.ack_now:
                 out.append((self._syn(True, now), b""))
+                # time the SYN-ACK for the first RTT sample, unless it is a retransmission (Karn)
+                self.rtt_seq, self.rtt_time = (self.iss, now) if self.retries == 0 else (None, 0.0)
                 self._sent(self.iss, 1, now)
                 self.ack_now = False
             return out
