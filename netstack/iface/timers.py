@@ -49,15 +49,12 @@ class Timers:
                         else:
                             for seq, ack, window, ts, payload, flags in segments:
                                 self._emit_tcp(template, seq, ack, flags, window, ts, None, payload, tcb.mss, now)
-                    # ESTABLISHED with nothing else to send: only the RTO, a pending
-                    # delayed ACK (or keepalive) is left
+                    # ESTABLISHED with nothing else to send: only its timers are left
+                    # (the RTO, a delayed ACK, a tail loss probe, RACK's; or keepalive)
                     if tcb.keepalive:
                         self._schedule(tcb)
                     else:
-                        t = tcb.rto_at
-                        d = tcb.delack_at
-                        if d is not None and (t is None or d < t):
-                            t = d
+                        t = tcb._next_deadline()     # the RTO, a delayed ACK, a probe or RACK timer
                         if t is not None and (tcb.sched_at is None or t < tcb.sched_at):
                             self._push_timer(tcb, t)
                     continue

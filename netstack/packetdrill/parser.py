@@ -226,7 +226,9 @@ def _parse_event(line: int, stmt: str) -> Event:
     m = _BLOCKING.match(stmt)
     if m:
         kind, t = _time_value(m.group(1))
-        end_time = _time_value(m.group(2))
+        end_kind, end = _time_value(m.group(2))
+        # START...END: END counts from START when START is relative (`+0...0.5`)
+        end_time = ("rel", end) if kind == "rel" or end_kind == "rel" else ("abs", end)
         rest = m.group(3)
         hi = hi_kind = None
     else:

@@ -284,9 +284,11 @@ class Shim:
         t = s.tcb
         n = const(n)
         if t.recv_available():
-            data = t.recv(n)
+            got = 0
+            while got < n and t.recv_available():     # all that is there, up to n (as read(2))
+                got += len(t.recv(n - got))
             self.net.flush()
-            return Done(len(data))
+            return Done(got)
         if t.state is CLOSED and t.error is not None and not s.error_reported:
             s.error_reported = True
             raise _Errno(self._errno_of(t.error))
