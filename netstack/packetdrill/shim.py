@@ -60,6 +60,8 @@ def const(v):
     if isinstance(v, str):
         if v in CONSTANTS:
             return CONSTANTS[v]
+        if v.startswith("E") and isinstance(getattr(E, v, None), int):
+            return getattr(E, v)          # an errno name (SO_ERROR values)
         raise Unsupported(f"constant {v}")
     if isinstance(v, BinaryOr):
         r = 0

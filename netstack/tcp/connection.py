@@ -292,14 +292,14 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp):
         self.rto_at = self.tlp_at = self.rack_at = self.delack_at = self.persist_at = self.keepalive_at = None
         self.timewait_at = None
 
-    def _arm_persist(self, t: float) -> None:
+    def _arm_persist(self, now: float, t: float) -> None:
         """The persist timer replaces the RTO: with nothing in flight it has
         nothing to time, and its retries would end a connection whose peer only
         has a full buffer (RFC 9293 3.8.6.1). Zero-window probing counts for the
         user timeout (as on Linux) from when it starts."""
         self.rto_at = None
         if self.stalled_since is None:
-            self.stalled_since = t
+            self.stalled_since = now
         self.persist_at = self._clamp_to_user_timeout(t)
 
     def __repr__(self) -> str:

@@ -62,31 +62,32 @@ class SendSide:
     def max_segment(self) -> int:
         return max(self.mss, self.tso_max) if self.tso_max else self.mss
 
-    def poll(self, now: float) -> list:
-        """Run due timers; return [(TcpRepr, payload)] to send now."""
-        out: list = []
-        if self.rst_pending is not None:
-            out.append((self.rst_pending, b""))
-            self.rst_pending = None
-        st = self.state
-        if st is CLOSED:
-            return out
-        # timers
+    def _run_timers(self, now: float, out: list) -> bool:
+        """The due timers of the timer model, in order; False when the connection
+        ended (TIME-WAIT over, out of retries, keepalive or user timeout)."""
         if self.timewait_at is not None and now >= self.timewait_at:
             self._finish(None)
-            return out
+            return False
         if self.rto_at is not None and now >= self.rto_at:
             self._on_rto(now)
             if self.state is CLOSED:
-                return out
+                return False
         if self.delack_at is not None and now >= self.delack_at:
             self.ack_now = True
         if self.persist_at is not None and now >= self.persist_at:
             self._on_persist(now, out)
         if self.keepalive and self.state is ESTABLISHED:
             self._keepalive(now, out)
-            if self.state is CLOSED:
-                return out
+        return self.state is not CLOSED
+
+    def poll(self, now: float) -> list:
+        """Run due timers; return [(TcpRepr, payload)] to send now."""
+        out: list = []
+        if self.rst_pending is not None:
+            out.append((self.rst_pending, b""))
+            self.rst_pending = None
+        if self.state is CLOSED or not self._run_timers(now, out):
+            return out
         st = self.state
         if st is SYN_SENT:
             if self.snd_nxt == self.iss:
@@ -140,7 +141,7 @@ class SendSide:
         # retries would end a connection whose peer only has a full buffer.
         if self.snd_wnd == 0 and len(self.sbuf) > seq_sub(self.snd_nxt, self.snd_una) and \
                 self.snd_nxt == self.snd_una and self.persist_at is None:
-            self._arm_persist(now + max(self.rto, self.cfg.rto_min))
+            self._arm_persist(now, now + max(self.rto, self.cfg.rto_min))
         if self.ack_now:
             out.append((self._ack_seg(self._ack_seq(), ACK, now), b""))
         return out
