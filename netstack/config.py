@@ -15,6 +15,7 @@ class TcpConfig:
     recv_buffer: int = 1 << 20         # receive buffer (bytes) -> advertised window
     send_buffer: int = 1 << 20         # send buffer limit (bytes) -> writer backpressure
     window_scale: bool = True
+    wscale: int | None = None          # our window scale shift; None: the smallest that covers recv_buffer
     timestamps: bool = True
     sack: bool = True
     congestion: str = "newreno"        # or "cubic"

@@ -177,6 +177,8 @@ def _logical_lines(text: str):
         joined = "\n".join(buf)
         if "%{" in joined and "}%" not in joined:
             continue
+        if joined.count("`") % 2:
+            continue                     # a back-quoted command spanning lines
         if depth > 0:
             continue
         depth = 0
@@ -227,7 +229,8 @@ def _parse_event(line: int, stmt: str) -> Event:
     if m:
         kind, t = _time_value(m.group(1))
         end_kind, end = _time_value(m.group(2))
-        # START...END: END counts from START when START is relative (`+0...0.5`)
+        # START...END: with a relative START (`+.1...0.2`) END counts, like START,
+        # from the previous event
         end_time = ("rel", end) if kind == "rel" or end_kind == "rel" else ("abs", end)
         rest = m.group(3)
         hi = hi_kind = None

@@ -32,6 +32,7 @@ SYSCTLS = {
     "net.ipv4.tcp_synack_retries": lambda c, v: setattr(c, "syn_retries", int(v)),
     "net.ipv4.tcp_retries2": lambda c, v: setattr(c, "max_retries", int(v)),
     "net.ipv4.tcp_syncookies": lambda c, v: setattr(c, "syn_cookies", _bool(v)),
+    "net.ipv4.tcp_max_syn_backlog": lambda c, v: setattr(c, "syn_backlog", int(v)),
     "net.ipv4.tcp_keepalive_time": lambda c, v: setattr(c, "keepalive_idle", float(v)),
     "net.ipv4.tcp_keepalive_intvl": lambda c, v: setattr(c, "keepalive_interval", float(v)),
     "net.ipv4.tcp_keepalive_probes": lambda c, v: setattr(c, "keepalive_count", int(v)),
@@ -64,6 +65,13 @@ def _congestion(c, v: str) -> None:
     c.congestion = v
 
 
+def linux_profile(tcp) -> None:
+    """What Linux's defaults (the google suite's defaults.sh) show in segments
+    and we would otherwise do differently: a window scale of 8 (Linux's from its
+    6 MB tcp_rmem)."""
+    tcp.wscale = 8
+
+
 def apply_command(text: str, tcp) -> None:
     """One back-quoted line: sysctl settings (several may be joined by ';' or
     '&&'), echo V > /proc/sys/..., or the suites' defaults.sh (our defaults)."""
@@ -72,7 +80,8 @@ def apply_command(text: str, tcp) -> None:
         if not part:
             continue
         if part.endswith("defaults.sh") or part.endswith("set_sysctls.py"):
-            continue            # the suite's host defaults: the stack is at its own
+            linux_profile(tcp)  # the suite's host defaults: Linux's, as far as they show on the wire
+            continue
         m = re.match(r"^echo\s+\"?([^\">]*)\"?\s*>\s*/proc/sys/(\S+)$", part)
         if m:
             _set(m.group(2).replace("/", "."), m.group(1), tcp)

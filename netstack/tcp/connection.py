@@ -359,8 +359,11 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp):
     def _choose_wscale(self) -> None:
         s = 0
         if self.cfg.window_scale:
-            while (self.recv_buffer >> s) > 65535 and s < MAX_WINDOW_SHIFT:
-                s += 1
+            if self.cfg.wscale is not None:
+                s = min(self.cfg.wscale, MAX_WINDOW_SHIFT)
+            else:
+                while (self.recv_buffer >> s) > 65535 and s < MAX_WINDOW_SHIFT:
+                    s += 1
         self.rcv_wscale = s
 
     def _take_syn_options(self, syn: TcpRepr) -> None:
