@@ -39,10 +39,13 @@ class Reassembler:
         self.max_fragments = max_fragments
         self.pending: dict[tuple, Reassembly] = {}
         self.held = 0            # bytes charged: payloads + REASSEMBLY_OVERHEAD per fragment
+        self.last_held = False
 
     def add(self, ip, payload, now: float, drop) -> bytes | None:
         """Add one fragment; the whole payload when complete, else None.
-        drop(reason) counts a dropped fragment/datagram."""
+        drop(reason) counts a dropped fragment/datagram; `last_held` says whether
+        this fragment was kept (waiting for the others)."""
+        self.last_held = False
         if ip.more_frags and (not len(payload) or len(payload) % 8):
             drop("ipv4_fragment_bad_length")      # RFC 791: all but the last carry 8n bytes, n > 0
             return None
@@ -91,10 +94,12 @@ class Reassembler:
         r.size += len(payload)
         r.charged += cost
         self.held += cost
+        self.last_held = True
         if r.total >= 0 and r.size == r.total:
             r.parts.sort()
             data = b"".join(d for _o, d in r.parts)
             self._discard(key, r)
+            self.last_held = False
             return data
         return None
 

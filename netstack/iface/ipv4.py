@@ -23,6 +23,8 @@ class Ipv4Input:
         if ip.more_frags or ip.frag_offset:
             whole = self.reassembler.add(ip, data, now, self.drop)
             if whole is None:
+                if self.reassembler.last_held:
+                    self.counters["ipv4_fragments_held"] += 1     # kept until the rest comes (or a counted drop)
                 return
             self.counters["ipv4_reassembled"] += 1
             data = memoryview(whole)
