@@ -62,10 +62,19 @@ class RackTlp:
         x.append([seq, end, now, True, False])      # (sent again after an RTO rewound past its entry)
 
     def _rack_acked(self, ack: int, now: float) -> None:
-        """Entries up to `ack` are delivered: forget them, advancing RACK's time."""
+        """Entries up to `ack` are delivered: forget them, advancing RACK's time by
+        the newest original transmission among them (and every retransmitted one,
+        which _rack_delivered judges) -- one call per ACK in the common case."""
         x = self.xmit
+        newest = None
         while x and not seq_gt(x[0][_END], ack):
-            self._rack_delivered(x.popleft(), now)
+            e = x.popleft()
+            if e[_RETRANS]:
+                self._rack_delivered(e, now)
+            elif newest is None or e[_TIME] >= newest[_TIME]:
+                newest = e
+        if newest is not None:
+            self._rack_delivered(newest, now)
         if x and seq_lt(x[0][_START], ack):
             x[0][_START] = ack          # partly acknowledged
 

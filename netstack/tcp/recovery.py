@@ -88,16 +88,16 @@ class AckAndRecovery:
         self.retries = 0
         self.dupacks = 0
         self._rtt_sample(ack, tsecr, now)
+        if self.tlp_end is not None:
+            self._tlp_on_ack(ack, flight_before, now)
         if ack == self.snd_max:
-            self.rto_at = None
+            self.rto_at = self.tlp_at = None         # nothing in flight: no timer (and no probe) to run
             self.stalled_since = None
         else:
             self.rto_at = now + self.rto             # restart (RFC 6298 5.3)
             self.stalled_since = now                 # progress: the user timeout counts from here
-        if self.tlp_end is not None:
-            self._tlp_on_ack(ack, flight_before, now)
-        if self.sack_ok:
-            self._schedule_tlp(now)
+            if self.sack_ok:
+                self._schedule_tlp(now)
         if not self._was_writable and self.send_limit > self.sbuf.size:
             self._was_writable = True
             self.events.append(EV_WRITABLE)
