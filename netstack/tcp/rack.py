@@ -67,7 +67,7 @@ class RackTlp:
         which _rack_delivered judges) -- one call per ACK in the common case."""
         x = self.xmit
         newest = None
-        while x and not seq_gt(x[0][_END], ack):
+        while x and ((ack - x[0][_END]) & MASK) < 0x80000000:     # entry end <= ack (seq_le, written out)
             e = x.popleft()
             if e[_RETRANS]:
                 self._rack_delivered(e, now)

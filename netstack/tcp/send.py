@@ -3,6 +3,8 @@ avoidance), the fast path of output, segments built as TcpRepr, the persist
 and keepalive timers, and poll_at."""
 from __future__ import annotations
 
+from collections import deque
+
 from ..wire.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpRepr
 from .state import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
@@ -307,8 +309,13 @@ class SendSide:
                 if self.stalled_since is None:
                     self.stalled_since = now     # as _arm_rto: outstanding from now on
             if self.sack_ok:
-                self._record_xmit(seq, n, now, False)
-                self._schedule_tlp(now)          # new data (re)starts the probe timeout
+                # new data: the entry _record_xmit appends (here written out: one
+                # call less per segment on the request path), then the probe timeout
+                x = self.xmit
+                if x is None:
+                    x = self.xmit = deque()
+                x.append([seq, end, now, False, False])
+                self._schedule_tlp(now)
         elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
             seq = self._ack_seq()
             payload = b""
