@@ -31,7 +31,8 @@ class TcpConfig:
     keepalive_count: int = 9
     ooo_limit: int = 1 << 20           # bytes of out-of-order data kept
     syn_backlog: int = 256
-    syn_cookies: bool = True           # answer SYNs statelessly once the SYN queue is full (RFC 4987)
+    syn_cookies: bool | str = True     # answer SYNs statelessly once the SYN queue is full (RFC 4987);
+                                       # "always": for every SYN (Linux's tcp_syncookies=2)
     initial_cwnd_segments: int = 10    # RFC 6928
     challenge_ack_limit: int = 100     # challenge ACKs per second, per stack (RFC 5961 7; Linux's first limit)
     user_timeout: float = 0.0          # RFC 5482 / TCP_USER_TIMEOUT: 0 = off

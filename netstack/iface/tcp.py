@@ -65,7 +65,8 @@ class TcpLayer:
         self._reset_stray(src, seg, payload, now)
 
     def _listener_syn(self, lst: Listener, key, src: bytes, seg: TcpRepr, now: float) -> None:
-        if lst.syn_queue_full() and not lst.accept_queue_full() and self.cfg.tcp.syn_cookies and seg.src_port:
+        cookies = self.cfg.tcp.syn_cookies
+        if cookies and seg.src_port and not lst.accept_queue_full() and (cookies == "always" or lst.syn_queue_full()):
             # SYN flood (or just many clients): answer without keeping state
             cookie, _mss = self.cookies.make(key, seg.seq, seg.mss, now)
             synack = TcpRepr(seg.dst_port, seg.src_port, cookie, (seg.seq + 1) & _MASK, SYN | ACK,

@@ -31,7 +31,7 @@ SYSCTLS = {
     "net.ipv4.tcp_syn_retries": lambda c, v: setattr(c, "syn_retries", int(v)),
     "net.ipv4.tcp_synack_retries": lambda c, v: setattr(c, "syn_retries", int(v)),
     "net.ipv4.tcp_retries2": lambda c, v: setattr(c, "max_retries", int(v)),
-    "net.ipv4.tcp_syncookies": lambda c, v: setattr(c, "syn_cookies", _bool(v)),
+    "net.ipv4.tcp_syncookies": lambda c, v: setattr(c, "syn_cookies", "always" if v.strip() == "2" else _bool(v)),
     "net.ipv4.tcp_max_syn_backlog": lambda c, v: setattr(c, "syn_backlog", int(v)),
     "net.ipv4.tcp_keepalive_time": lambda c, v: setattr(c, "keepalive_idle", float(v)),
     "net.ipv4.tcp_keepalive_intvl": lambda c, v: setattr(c, "keepalive_interval", float(v)),
