@@ -99,7 +99,8 @@ def create_native_stack(reactor) -> "NativeStack":
         netmask=cfg.get("netmask_ipv4_addr") or "255.255.255.0",
         gateway=cfg.get("gw_ipv4_addr"), mtu=dev.mtu, seed=cfg.get("stack_seed"),
         tx_checksum_offload=dev.tx_checksum, tso_max=TSO_MAX if dev.tso else 0,
-        tcp=TcpConfig(recv_buffer=buf, send_buffer=buf), answer_arp=(shard == 0))
+        tcp=TcpConfig(recv_buffer=buf, send_buffer=buf, congestion=cfg.get("tcp_congestion") or "newreno"),
+        answer_arp=(shard == 0))
     if steering is not None:
         # icfg.ip is read at each connect(): a DHCP lease may change it
         icfg.port_filter = lambda p, rip, rport: steering.shard_of(rip, icfg.ip, rport, p) == shard

@@ -1,0 +1,255 @@
+"""Goodput on a lossy link, our stack and Linux in the same run (run as root).
+
+    sudo .venv/bin/python scripts/bench/lossy.py [--size-mib 50] [--levels 0,1,5] [--sim]
+
+Three namespaces: a Linux client (198.51.100.1), an impairment bridge
+(scripts/bench/impair_bridge.py: seeded loss, reorder, duplication,
+corruption, 1 ms delay each way), and the server: our native echo server on
+AF_PACKET (198.51.100.2, offloads off), or a Linux echo server. The client
+sends SIZE MiB and reads the echo back at once (both directions loaded);
+goodput = SIZE / time, sha256 checked. Cells: (loss, reorder, dup, corrupt) =
+(0,0,0,0), (1,1,0.1,0.1)%, (5,5,1,1)%; servers: ours with newreno and cubic
+against a Linux client on reno and cubic, Linux against Linux with reno, cubic
+and bbr. Rows are measured round-robin within each level.
+
+--sim: the same question on the in-memory LinkPair (no root, seconds):
+goodput in simulated time against the Mathis bound.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, ROOT)
+
+CLIENT, SERVER = "198.51.100.1", "198.51.100.2"
+PORT = 1234
+LEVELS = {"0": (0, 0, 0, 0), "1": (1, 1, 0.1, 0.1), "5": (5, 5, 1, 1)}
+ROWS = [("ours newreno", "native", "newreno", "reno"), ("ours cubic", "native", "cubic", "cubic"),
+        ("linux reno", "linux", "reno", "reno"), ("linux cubic", "linux", "cubic", "cubic"),
+        ("linux bbr", "linux", "bbr", "bbr")]
+
+LINUX_ECHO = r"""
+import socket, sys, threading
+cc = sys.argv[1].encode()
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc)
+srv.bind(("198.51.100.2", 1234)); srv.listen(16)
+def serve(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc)
+    while (b := c.recv(1 << 16)):
+        c.sendall(b)
+    c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+def client_run(size: int, cc: str, timeout: float):
+    """In the client namespace (a forked child): one echo transfer; (seconds, intact)."""
+    data = os.urandom(1 << 20)
+    want = hashlib.sha256()
+    for _ in range(size >> 20):
+        want.update(data)
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+    s.settimeout(timeout)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            s.connect((SERVER, PORT))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            s = socket.socket()
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+            s.settimeout(timeout)
+    t0 = time.monotonic()
+
+    def sender():
+        for _ in range(size >> 20):
+            s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+    th = threading.Thread(target=sender, daemon=True)
+    th.start()
+    got = hashlib.sha256()
+    n = 0
+    while n < size:
+        b = s.recv(1 << 16)
+        if not b:
+            break
+        got.update(b)
+        n += len(b)
+    elapsed = time.monotonic() - t0
+    s.close()
+    return elapsed, n == size and got.digest() == want.digest()
+
+
+def run_cell(lab, ns, level, row, size, timeout):
+    from netstack.testing.netlab import NetLab  # noqa: F401
+    name, kind, server_cc, client_cc = row
+    loss, reorder, dup, corrupt = LEVELS[level]
+    bridge = lab.popen(ns["b"], [sys.executable, os.path.join(HERE, "impair_bridge.py"), "b0", "b1",
+                                 "--loss", str(loss), "--reorder", str(reorder), "--dup", str(dup),
+                                 "--corrupt", str(corrupt), "--delay-ms", "1", "--seed", "1",
+                                 "--duration", str(timeout + 60)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if kind == "native":
+        server = lab.popen(ns["s"], [sys.executable, os.path.join(ROOT, "examples", "tutorial", "echo_server.py"),
+                                     "-c1", "--network-stack", "native", "--dev", "vs0", "--host-ipv4-addr", SERVER,
+                                     "--netmask-ipv4-addr", "255.255.255.0", "--no-csum-offload", "--no-tso",
+                                     "--no-lro", "--tcp-congestion", server_cc, "--port", str(PORT)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    else:
+        lab.up(ns["s"], "vs0", f"{SERVER}/24")
+        server = lab.popen(ns["s"], [sys.executable, "-c", LINUX_ECHO, server_cc],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                lab.enter(ns["c"])
+                res = client_run(size, client_cc, timeout)
+                os.write(w, json.dumps(res).encode())
+            except BaseException as e:  # noqa: BLE001
+                os.write(w, json.dumps([None, repr(e)]).encode())
+            os._exit(0)
+        os.close(w)
+        raw = b""
+        while (chunk := os.read(r, 4096)):
+            raw += chunk
+        os.waitpid(pid, 0)
+        elapsed, ok = json.loads(raw or b"[null, false]")
+    finally:
+        for p in (server, bridge):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        if kind == "linux":
+            _del_addr(ns["s"], "vs0", SERVER)
+    return elapsed, ok
+
+
+def _del_addr(ns, ifname, ip):
+    from pyroute2 import NetNS
+    with NetNS(ns) as n:
+        idx = n.link_lookup(ifname=ifname)[0]
+        n.addr("del", index=idx, address=ip, prefixlen=24)
+
+
+def offloads_off(lab, ns, dev):
+    lab.run(ns, ["ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def real(a):
+    from netstack.testing.netlab import NetLab
+    if shutil.which("ethtool") is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "ethtool"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    size = a.size_mib << 20
+    results = {}
+    with NetLab("lossy") as lab:
+        ns = {k: lab.ns(k) for k in ("c", "b", "s")}
+        lab.veth(ns["c"], "vc0", ns["b"], "b0", f"{CLIENT}/24", None)
+        lab.veth(ns["b"], "b1", ns["s"], "vs0", None, None)
+        for n_, dev in ((ns["c"], "vc0"), (ns["b"], "b0"), (ns["b"], "b1"), (ns["s"], "vs0")):
+            offloads_off(lab, n_, dev)
+        for level in a.levels.split(","):
+            for rnd in range(a.rounds):
+                for row in ROWS:
+                    elapsed, ok = run_cell(lab, ns, level, row, size, a.timeout)
+                    results.setdefault((level, row[0]), []).append((elapsed, ok))
+                    mbps = size / elapsed / 1e6 if elapsed else 0.0
+                    print(f"  level {level}% round {rnd}: {row[0]:14} {mbps:8.2f} MB/s intact={ok}",
+                          file=sys.stderr, flush=True)
+    print(f"\ngoodput of a {a.size_mib} MiB echo (both directions at once), MB/s, median of {a.rounds}; "
+          "1 ms delay each way through the bridge")
+    print(f"{'(loss, reorder, dup, corrupt) %':34}" + "".join(f"{r[0]:>15}" for r in ROWS))
+    for level in a.levels.split(","):
+        cells = []
+        for row in ROWS:
+            runs = results[(level, row[0])]
+            ok = all(o for _e, o in runs)
+            med = statistics.median(size / e / 1e6 if e else 0.0 for e, _o in runs)
+            cells.append(f"{med:10.2f}{'' if ok else ' BAD'}")
+        print(f"{str(LEVELS[level]):34}" + "".join(f"{c:>15}" for c in cells))
+
+
+def sim(a):
+    import random
+    from netstack.config import InterfaceConfig, TcpConfig
+    from netstack.interface import Interface
+    from netstack.testing import LinkPair
+    print("LinkPair (in memory), 1 MB each way, 1 ms RTT: goodput (simulated time) vs the Mathis bound")
+    print(f"{'loss, dup, reorder':22} {'cc':8} {'MB/s':>8} {'Mathis':>8} {'ratio':>6}")
+    for loss, dup, reo in ((0.01, 0.001, 0.01), (0.05, 0.01, 0.05)):
+        for cc in ("newreno", "cubic"):
+            ratios = []
+            for seed in (1, 2, 3):
+                def iface(n, ip):
+                    return Interface(InterfaceConfig(mac=bytes([2, 0, 0, 0, 0, n]), ip=ip, seed=seed * 10 + n,
+                                                     tcp=TcpConfig(congestion=cc, max_retries=30)))
+                lp = LinkPair(iface(1, "192.0.2.1"), iface(2, "192.0.2.2"), seed=seed, loss=loss, duplicate=dup,
+                              reorder=reo)
+                lst = lp.b.tcp_listen(80)
+                c = lp.a.tcp_connect(lp.b.ip, 80, lp.now)
+                lp.run_until(lambda: lst.accept_queue, max_time=60)
+                s = lst.accept()
+                r = random.Random(seed)
+                up, down = r.randbytes(1_000_000), r.randbytes(1_000_000)
+                sent, gu, gd = [0, 0], bytearray(), bytearray()
+
+                def done():
+                    sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
+                    sent[1] += s.send(memoryview(down)[sent[1]:sent[1] + 65536])
+                    while (x := s.recv()):
+                        gu.extend(x)
+                    while (x := c.recv()):
+                        gd.extend(x)
+                    return len(gu) == len(up) and len(gd) == len(down)
+                t0 = lp.now
+                lp.run_until(done, max_time=t0 + 600)
+                assert gu == up and gd == down
+                goodput = len(up) / (lp.now - t0)
+                bound = 1448 / (2 * lp.latency) * 1.22 / loss ** 0.5
+                ratios.append((goodput, bound))
+            g = statistics.median(x[0] for x in ratios)
+            b = ratios[0][1]
+            print(f"{f'{loss:.0%}, {dup:.1%}, {reo:.0%}':22} {cc:8} {g / 1e6:8.2f} {b / 1e6:8.2f} {g / b:6.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=50)
+    ap.add_argument("--levels", default="0,1,5")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--sim", action="store_true")
+    a = ap.parse_args()
+    if a.sim:
+        sim(a)
+    else:
+        real(a)
+
+
+if __name__ == "__main__":
+    main()
