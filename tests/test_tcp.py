@@ -855,3 +855,78 @@ def test_prr_sends_in_proportion_to_what_was_delivered():
     recv(t, 0.031)
     assert t.prr_delivered == 2 * 1460          # counted from the start of recovery
     assert t.prr_out - out0 <= 1460 * 2       # about half of the 2 segments delivered, rounded up
+
+
+def test_frto_undoes_a_spurious_timeout():
+    """RFC 5682: the RTO fires although nothing was lost (the path slowed down).
+    The first segment goes again; the ACK of it lets two new segments out
+    instead of a go-back-N; the next ACK covers data never retransmitted: the
+    timeout was spurious, the window comes back, nothing else is resent."""
+    t, base = _sack_established_with_rtt()
+    t.cc.cwnd = 20 * 1460
+    t.send(b"f" * 1460 * 8)
+    assert len(recv(t, 0.02)) == 8
+    cwnd = t.cc.cwnd
+    out = recv(t, t.rto_at)                     # the timeout: the first segment again
+    assert [(s.seq, len(p)) for s, p in out] == [(base, 1460)] and t.frto == 1
+    assert t.cc.cwnd == t.mss
+    t.send(b"n" * 1460 * 4)                     # new data waiting
+    send(t, seg(IRS + 1, base + 1460), b"", 0.5)          # its ACK: F-RTO step 2b
+    out = recv(t, 0.5)
+    assert [s.seq for s, _p in out] == [base + 8 * 1460, base + 9 * 1460]   # two NEW segments
+    send(t, seg(IRS + 1, base + 4 * 1460), b"", 0.51)     # data sent before the RTO arrived
+    assert t.stats["spurious_rtos"] == 1 and t.stats["undo_frto"] == 1
+    assert t.cc.cwnd >= cwnd and t.frto == 0
+    assert [s.seq for s, _p in recv(t, 0.51)] != [base + 1460]   # no go-back-N retransmission
+
+
+def test_frto_falls_back_on_a_duplicate_ack():
+    """A duplicate ACK after the timeout: the loss was real, go-back-N goes on."""
+    t, base = _sack_established_with_rtt()
+    t.send(b"g" * 1460 * 4)
+    recv(t, 0.02)
+    recv(t, t.rto_at)
+    assert t.frto == 1
+    send(t, seg(IRS + 1, base), b"", 0.5)                  # duplicate ACK
+    assert t.frto == 0 and t.snd_nxt == base and t.stats["undo_frto"] == 0
+
+
+def test_dsack_of_every_retransmission_undoes_the_reduction():
+    """All retransmissions of a recovery come back as duplicates (D-SACK): none
+    was needed (reordering, not loss), so the window reduction is undone
+    (TcpConfig.dsack_undo, off by default: see its note)."""
+    t, base = _sack_established_with_rtt()
+    t.cfg.dsack_undo = True
+    t.cc.cwnd = 20 * 1460
+    t.send(b"d" * 1460 * 10)
+    recv(t, 0.02)
+    for k in range(2, 5):
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"", 0.03)
+    assert t.in_recovery
+    before = t.undo_cwnd
+    retrans = [(s.seq, len(p)) for s, p in recv(t, 0.03)]
+    assert (base, 1460) in retrans and t.undo_retrans == len([r for r in retrans if r[0] < base + 4 * 1460])
+    # the original first segment was only late: everything arrives, and the
+    # retransmission is reported as a duplicate
+    send(t, seg(IRS + 1, base + 1460 * 10, sack_blocks=((base, base + 1460),)), b"", 0.04)
+    assert t.stats["undo_dsack"] == 1 and t.cc.cwnd >= before
+
+
+def test_the_ack_of_a_zero_window_probe_is_taken():
+    """Our receive window is zero and the peer probes it with data at RCV.NXT:
+    the data is not accepted, but the probe's ACK is (RFC 9293 3.10.7.4's
+    allowance): our send buffer drains by it. Without that, two peers with
+    full windows deadlocked, each retransmitting what the other had."""
+    t = established(recv_buffer=3000)
+    t.send(b"o" * 2000)
+    assert sum(len(p) for _s, p in recv(t, 0.0)) == 2000
+    send(t, seg(IRS + 1, ISS + 1), b"i" * 1460, 0.01)
+    send(t, seg(IRS + 1461, ISS + 1), b"i" * 1540, 0.01)   # our buffer is full now: window 0
+    recv(t, 0.01)
+    assert t._rcv_window() == 0
+    # the peer probes with one byte at RCV.NXT and acknowledges all our data
+    send(t, seg(IRS + 3001, ISS + 2001, window=64000), b"p", 0.5)
+    assert t.snd_una == ISS + 2001 and len(t.sbuf) == 0        # the ACK was taken
+    assert t.rcv_nxt == IRS + 3001 and t.recv_available() == 3000      # the byte was not
+    ((a, p),) = recv(t, 0.5)
+    assert a.ack == IRS + 3001 and a.window == 0 and p == b""

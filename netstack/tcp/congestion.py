@@ -11,6 +11,7 @@ tells it what happened, in bytes, through these calls only:
   on_loss_repaired(flight, now)  a tail loss probe repaired a loss (RFC 8985 7.4.2)
   exit_recovery(flight)        recovery complete
   on_loss_timeout(flight, now) retransmission timeout
+  undo(cwnd, ssthresh)         a reduction was spurious (F-RTO, D-SACK): restore the window
   adopt(other)                 take over another algorithm's window (set_congestion)
 Each algorithm supplies on_ack, on_loss_fast (its ssthresh at a loss),
 on_loss_timeout and exit_recovery.
@@ -63,6 +64,11 @@ class NewReno:
 
     def on_partial_ack(self, acked: int) -> None:
         self.cwnd = max(self.mss, self.cwnd - acked + self.mss)     # RFC 6582 3.2 step 5
+
+    def undo(self, cwnd: int, ssthresh: int) -> None:
+        """A reduction proved spurious (F-RTO, D-SACK): back to the window before it."""
+        self.cwnd = max(self.cwnd, cwnd)
+        self.ssthresh = max(self.ssthresh, ssthresh)
 
     def adopt(self, other) -> None:
         self.cwnd, self.ssthresh = other.cwnd, other.ssthresh

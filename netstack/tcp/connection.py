@@ -33,6 +33,7 @@ from .receive import ReceiveSide
 from .recovery import AckAndRecovery
 from .send import SendSide
 from .rack import RackTlp
+from .undo import Undo
 from .rules import MAX_WINDOW_SHIFT
 from .state import (TRANSITIONS, CAN_RECEIVE, CAN_SEND, CLOSED, ESTABLISHED, EV_CLOSED, EV_CONNECTED,
                     EV_ERROR, EV_READABLE, EV_WRITABLE, LISTEN,
@@ -106,7 +107,7 @@ class SendBuffer:
         self.head = n if chunks else 0
 
 
-class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp):
+class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo):
     # Slots: about 80 attributes are more than CPython shares dict keys for (30),
     # so without them every TCB carries a full dict built key by key, and
     # attribute reads on the per-segment paths go through a dict lookup.
@@ -124,7 +125,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp):
                  'trace', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
                  'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit',
                  'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist',
-                 'min_rtt', 'dsack', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
+                 'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
                  "__weakref__")
 
     # The timer model: each timer is one of these attributes, a deadline or None
@@ -157,7 +158,8 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp):
         self.send_limit = cfg.send_buffer
         self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "rescue_retransmits": 0,
                       "challenge_acks": 0, "challenge_acks_suppressed": 0, "dup_acks": 0, "tlp_probes": 0,
-                      "tlp_recoveries": 0, "lost_retransmits": 0, "dsacks_received": 0, "rack_losses": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
+                      "tlp_recoveries": 0, "lost_retransmits": 0, "dsacks_received": 0, "rack_losses": 0,
+                      "spurious_rtos": 0, "undo_frto": 0, "undo_dsack": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
         self._was_writable = True
         self.sched_at: float | None = None   # the Interface's timer-heap bookkeeping
         self.owner = None                     # called with self after a user call changes what to send
@@ -246,6 +248,11 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp):
         self.reo_wnd_persist = 0
         self.min_rtt = None
         self.dsack = None             # a duplicate segment to report in the next ACK's first SACK block (RFC 2883)
+        self.undo_cwnd = self.undo_ssthresh = 0   # the window before a reduction (undo.py)
+        self.undo_retrans = -1        # retransmissions of the episode not yet D-SACKed; -1: nothing to undo
+        self.undo_seqs = None         # their sequence numbers
+        self.frto = 0                 # F-RTO step after a timeout (0: off)
+        self.frto_quota = 0           # new segments F-RTO may still send
         self.prr_delivered = 0        # proportional rate reduction (RFC 6937): bytes delivered in recovery,
         self.prr_out = 0              # ... bytes sent in recovery,
         self.prr_recover_fs = 1       # ... the flight when recovery began,

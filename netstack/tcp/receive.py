@@ -21,7 +21,8 @@ class ReceiveSide:
         TcpRepr. Returns False when the segment needs the full path
         (`on_segment`), having changed nothing."""
         if self.state is not ESTABLISHED or (flags != ACK and flags != ACK | PSH) \
-                or seq != self.rcv_nxt or self.ooo or self.in_recovery or self.sacked or self.fin_queued:
+                or seq != self.rcv_nxt or self.ooo or self.in_recovery or self.sacked or self.fin_queued \
+                or self.frto:
             return False
         if ts is not None:
             if not self.ts_ok or ((ts[0] - self.ts_recent) & MASK) >= 0x80000000:
@@ -87,7 +88,20 @@ class ReceiveSide:
             flags &= ~SYN
             seg = seg._replace(seq=self.rcv_nxt, flags=flags)
         if not self._segment_acceptable(seg, plen, now):
-            return
+            if not (plen and flags & ACK and not flags & RST and seg.seq == self.rcv_nxt
+                    and self._rcv_window() == 0):
+                return
+            # A zero window accepts no data, "but special allowance should be made to
+            # accept valid ACKs" (RFC 9293 3.10.7.4): the peer's zero-window probe
+            # (SEQ = RCV.NXT) carries its ACK, and a peer that only probes may have
+            # nothing else to tell us with. Dropping it whole deadlocked an echo
+            # whose both windows were full (seen at 1% loss against Linux: each side
+            # retransmitting what the other had, neither ACK taken). The data goes;
+            # the ACK, window and timestamp are taken; our ACK answers the probe.
+            payload = payload[:0]
+            plen = 0
+            flags &= ~FIN
+            seg = seg._replace(flags=flags)
         # 2. RST (RFC 5961 3.2)
         if flags & RST:
             self._on_rst(seg, now)

@@ -8,6 +8,7 @@ from ..wire.tcp import FIN, SYN, TcpRepr
 from .state import (CLOSING, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT)
 
 from .rules import DUPACK_THRESHOLD
+from .undo import UNDONE
 
 
 class AckAndRecovery:
@@ -72,6 +73,7 @@ class AckAndRecovery:
         if seq_le(right, ack) or (len(blocks) > 1 and seq_ge(left, blocks[1][0]) and seq_le(right, blocks[1][1])):
             self.stats["dsacks_received"] += 1
             self._rack_dsack()
+            self._dsack_undo(left)
             if self.tlp_end is not None:
                 self.tlp_dsack = True
 
@@ -108,10 +110,13 @@ class AckAndRecovery:
         fin_acked = self.fin_queued and acked > self.sbuf.size      # ack covers our FIN
         data_acked = acked - 1 if fin_acked else acked
         self._new_ack(ack, data_acked, seg.timestamp[1] if seg.timestamp is not None else 0, now)
+        if self.frto:
+            self._frto_on_new_ack(ack, bool(seg.sack_blocks))
         if self.in_recovery:
             if seq_ge(ack, self.recover):
                 self.in_recovery = False
-                self.cc.exit_recovery((self.snd_max - ack) & MASK)
+                if self.undo_retrans != UNDONE:      # an undone reduction stays undone
+                    self.cc.exit_recovery((self.snd_max - ack) & MASK)
                 self.sacked = []
                 self._rack_forget()
             elif self.sack_ok:
@@ -139,6 +144,8 @@ class AckAndRecovery:
 
     def _on_duplicate_ack(self, now: float) -> None:
         """RFC 5681 2: a duplicate ACK; the third starts fast recovery."""
+        if self.frto:
+            self._frto_on_dupack()
         self.dupacks += 1
         self.stats["dup_acks"] += 1
         if self.dupacks == DUPACK_THRESHOLD and not self.in_recovery and seq_ge(self.snd_una, self.recover):
@@ -164,6 +171,7 @@ class AckAndRecovery:
 
     def _enter_fast_recovery(self, now: float) -> None:
         flight = seq_sub(self.snd_max, self.snd_una)
+        self._save_for_undo()
         self.cc.enter_recovery(flight, now, self.sack_ok)
         self.tlp_at = self.tlp_end = None       # loss recovery takes over from the probe
         self.prr_delivered = self.prr_out = self.prr_last_delivered = 0
@@ -376,6 +384,11 @@ class AckAndRecovery:
             self.snd_nxt = self.iss
             return
         flight = seq_sub(self.snd_max, self.snd_una)
+        if self.retries == 1:
+            self._save_for_undo()        # the first timeout of the episode: F-RTO may undo it
+            self._frto_start()
+        else:
+            self.frto = 0
         self.cc.on_loss_timeout(flight, now)
         self.in_recovery = False
         self.recover = self.snd_max

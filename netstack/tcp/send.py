@@ -114,6 +114,11 @@ class SendSide:
             self._on_rack_timer(now)
         if self.tlp_at is not None and now >= self.tlp_at:
             self._on_tlp(now, out)
+        if self.frto_quota:
+            # F-RTO step 2b: up to two new segments, whatever cwnd says (RFC 5682 3)
+            while self.frto_quota and self._emit_new_in_recovery(out, now) > 0:
+                self.frto_quota -= 1
+            self.frto_quota = 0
         # retransmission of one segment (fast retransmit / partial ack / SACK hole)
         if self._retransmit_one:
             self._retransmit_one = False
@@ -197,6 +202,8 @@ class SendSide:
         resent = retransmit or seq_lt(seq, self.snd_max)
         if resent:
             self.stats["retransmits"] += 1
+            if self.undo_retrans >= 0:
+                self._note_retransmitted(seq)   # for a D-SACK undo (undo.py)
             if self.rtt_seq is not None and seq_le(seq, self.rtt_seq):
                 self.rtt_seq = None  # Karn: no sample from retransmitted data
         elif self.rtt_seq is None and not self.ts_ok:
@@ -268,7 +275,7 @@ class SendSide:
         (chain=False: at most one segment -- the TSO continuation's own calls.)"""
         st = self.state
         if (st is not ESTABLISHED and st is not CLOSE_WAIT) or self.rst_pending is not None \
-                or self.ooo or self.fin_queued or self.dsack is not None \
+                or self.ooo or self.fin_queued or self.dsack is not None or self.frto \
                 or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
                 or (self.rto_at is not None and now >= self.rto_at) or (self.tlp_at is not None and now >= self.tlp_at) \
                 or (self.rack_at is not None and now >= self.rack_at):
