@@ -245,6 +245,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--sim", action="store_true")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))    # the namespaces go on the way out
     if a.sim:
         sim(a)
     else:
