@@ -930,3 +930,15 @@ def test_the_ack_of_a_zero_window_probe_is_taken():
     assert t.rcv_nxt == IRS + 3001 and t.recv_available() == 3000      # the byte was not
     ((a, p),) = recv(t, 0.5)
     assert a.ack == IRS + 3001 and a.window == 0 and p == b""
+
+
+def test_next_deadline_is_the_earliest_of_the_timer_model():
+    t = established()
+    for name in TCB.TIMERS:
+        setattr(t, name, None)
+    assert t._next_deadline() is None
+    for k, name in enumerate(TCB.TIMERS):
+        for other in TCB.TIMERS:
+            setattr(t, other, 100.0 + TCB.TIMERS.index(other))
+        setattr(t, name, 5.0 + k)
+        assert t._next_deadline() == 5.0 + k == min(t.timers().values())

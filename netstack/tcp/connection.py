@@ -288,11 +288,27 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo):
         return {name: getattr(self, name) for name in self.TIMERS if getattr(self, name) is not None}
 
     def _next_deadline(self):
-        t = None
-        for x in (self.rto_at, self.tlp_at, self.rack_at, self.delack_at, self.persist_at, self.keepalive_at,
-                  self.timewait_at):
-            if x is not None and (t is None or x < t):
-                t = x
+        """The earliest armed timer of TIMERS (written out: no tuple per call, it
+        runs after every fast-path output)."""
+        t = self.rto_at
+        x = self.tlp_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.rack_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.delack_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.persist_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.keepalive_at
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.timewait_at
+        if x is not None and (t is None or x < t):
+            t = x
         return t
 
     def _stop_timers(self) -> None:
