@@ -16,6 +16,13 @@ the tolerance); outbound ecr must echo the script's val; inbound ecr are
 mapped back to our clock.
 
 Portable by default (documented in RELAXATIONS); --strict compares everything.
+
+One flow, as packetdrill: every inbound packet belongs to the script's one
+connection. Our dialect adds the option line `--new_flow_per_syn`: then an
+inbound SYN whose sequence number no flow started with opens a new connection
+from the next remote port, and other inbound packets go to the flow whose
+script sequence numbers start nearest below theirs -- enough to script a full
+listen backlog.
 """
 
 from __future__ import annotations
@@ -53,7 +60,8 @@ _TCP = struct.Struct("!HHIIBBHHH")
 _FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, ".": 0x10}
 KNOWN_OPTIONS = {"tolerance_usecs", "ip_version", "local_ip", "remote_ip", "gateway_ip", "netmask_ip",
                  "bind_port", "connect_port", "mss", "mtu", "tcp_ts_tick_usecs", "non_fatal", "verbose",
-                 "dry_run", "speculative_connect_port", "strict_segments", "init_scripts", "debug"}
+                 "dry_run", "speculative_connect_port", "strict_segments", "init_scripts", "debug",
+                 "new_flow_per_syn"}
 
 
 @dataclass
@@ -70,6 +78,16 @@ class Fail(Exception):
 
 
 @dataclass
+class Flow:
+    """One connection the script plays: its ports, where its script sequence
+    numbers start (the script's SYN), and our ISN on it."""
+    lport: int
+    rport: int
+    remote_start: int | None = None
+    local_isn: int | None = None
+
+
+@dataclass
 class Captured:
     time: float
     flags: int
@@ -80,6 +98,7 @@ class Captured:
     length: int
     src_port: int
     dst_port: int
+    flow: Flow | None = None
 
 
 def run_text(text: str, strict: bool = False, time_limit: float = 20.0) -> Result:
@@ -126,8 +145,12 @@ class _Run:
         self.shim = None
         self.now = 0.0
         self.captured: list[Captured] = []
-        self.local_isn = None
-        self.flow = None             # (local port, remote port) of the connection the script plays
+        self.flows: list[Flow] = []  # the connections the script plays (several: each inbound SYN with a
+        self.cur = None              # sequence number of its own opens one, on the next remote port)
+        self.listen_port = None
+        # our dialect: --new_flow_per_syn makes each inbound SYN with a sequence number of
+        # its own a new connection from the next remote port (listen backlogs, SYN floods)
+        self.multi = opts.get("new_flow_per_syn", "0") not in ("0", "")
         self.ts_base = None          # (live TS val, script TS val) of our first timestamp
         self.ip_id = 1
         self.pending = None          # (event, syscall) of a blocking call in progress
@@ -144,7 +167,7 @@ class _Run:
 
     # called by the shim
     def listening(self, sock) -> None:
-        self.flow = (sock.port, REMOTE_PORT)
+        self.listen_port = sock.port
 
     def flush(self) -> None:
         self._send_due(self.now)
@@ -167,13 +190,16 @@ class _Run:
         hl = (off >> 4) * 4
         total = struct.unpack_from("!H", frame, 16)[0]
         opts = _parse_options(bytes(tcp[20:hl]))
-        self.captured.append(Captured(now, flags & 0x1F, seq, ack, win, opts, total - ihl - hl, sport, dport))
+        flow = next((f for f in self.flows if f.lport == sport and f.rport == dport), None)
+        if flow is None and flags & 0x02 and not flags & 0x10:
+            flow = Flow(sport, dport)                 # our active open
+            self.flows.append(flow)
+        if flow is not None and flags & 0x02 and flow.local_isn is None:
+            flow.local_isn = seq
+        self.captured.append(Captured(now, flags & 0x1F, seq, ack, win, opts, total - ihl - hl, sport, dport,
+                                      flow))
         if _DEBUG:
             print(f"  [{now:.6f}] > {self._describe(self.captured[-1])}", file=sys.stderr)
-        if flags & 0x02 and self.local_isn is None:
-            self.local_isn = seq
-        if self.flow is None or flags & 0x02 and not flags & 0x10:
-            self.flow = (sport, dport)
 
     def advance(self, t: float) -> None:
         """Run the stack's timers up to time t (capturing what it sends), retrying a
@@ -255,14 +281,14 @@ class _Run:
         flags = 0
         for ch in p.flags:
             flags |= _FLAG_BITS[ch]
-        if self.flow is None:
-            self.flow = (self.bind_port, REMOTE_PORT)
-        lport, rport = self.flow
+        flow = self._inbound_flow(p, flags)
+        self.cur = flow
+        lport, rport = flow.lport, flow.rport
         seq = (p.start + REMOTE_ISN) & MASK
         ack = 0
         if p.ack is not None:
-            ack = (p.ack + (self.local_isn or 0)) & MASK
-        opts = b"" if not p.options else self._build_options(p.options, line)
+            ack = (p.ack + (flow.local_isn or 0)) & MASK
+        opts = b"" if not p.options else self._build_options(p.options, line, flow)
         hl = 20 + len(opts)
         payload = bytes(p.length)
         win = p.win if p.win is not None else 65535
@@ -276,7 +302,45 @@ class _Run:
         self.iface.pop_events()
         self._send_due(self.now)
 
-    def _build_options(self, opts, line) -> bytes:
+    def _inbound_flow(self, p: PacketSpec, flags: int) -> Flow:
+        """The flow an inbound packet belongs to: a SYN with a sequence number of
+        its own opens a new one (on the next remote port); a SYN-ACK answers our
+        open; anything else goes to the flow whose script sequence numbers start
+        nearest below its own."""
+        if not self.multi:                            # packetdrill's own model: one flow
+            if not self.flows:
+                self.flows.append(Flow(self.listen_port or self.bind_port, REMOTE_PORT, 0))
+            return self.flows[-1]
+        if flags & 0x02 and not flags & 0x10:
+            for f in self.flows:
+                if f.remote_start == p.start:
+                    return f                          # a retransmitted SYN
+            passive = sum(1 for f in self.flows if f.lport == (self.listen_port or self.bind_port))
+            f = Flow(self.listen_port or self.bind_port, REMOTE_PORT + passive, p.start)
+            self.flows.append(f)
+            return f
+        if flags & 0x02:
+            for f in reversed(self.flows):
+                if f.remote_start is None:
+                    f.remote_start = p.start          # the SYN-ACK of our open
+                    return f
+        best = None
+        for f in self.flows:
+            if f.remote_start is not None and f.remote_start <= p.start and \
+                    (best is None or f.remote_start > best.remote_start):
+                best = f
+        if best is not None:
+            return best
+        for f in reversed(self.flows):
+            if f.remote_start is None:
+                return f                              # an answer to our open (a RST)
+        if self.cur is not None:
+            return self.cur
+        f = Flow(self.listen_port or self.bind_port, REMOTE_PORT, 0)     # no connection yet (a closed port)
+        self.flows.append(f)
+        return f
+
+    def _build_options(self, opts, line, flow) -> bytes:
         out = b""
         for name, v in opts:
             if name == "nop":
@@ -290,7 +354,7 @@ class _Run:
             elif name == "sackOK":
                 out += b"\x04\x02"
             elif name == "sack":
-                base = self.local_isn or 0
+                base = flow.local_isn or 0
                 out += struct.pack("!BB", 5, 2 + 8 * len(v))
                 for a, b in v:
                     out += struct.pack("!II", (a + base) & MASK, (b + base) & MASK)
@@ -316,18 +380,19 @@ class _Run:
         c = self.captured.pop(0)
         if ev.time_kind != "any" and not (t - self.tol <= c.time <= hi + self.tol):
             raise Fail(ev.line, f"expected {_spec_text(p)} at {t:.6f}, it came at {c.time:.6f}")
-        if c.flags & 0x02 and p.start == 0 and "S" in p.flags:
-            self.local_isn = (c.seq - p.start) & MASK
+        if c.flags & 0x02 and "S" in p.flags and c.flow is not None:
+            c.flow.local_isn = (c.seq - p.start) & MASK
         split = not self.strict and 0 < c.length < p.length
         self._compare(p, c, ev.line, ignore_psh=split)
         got = c.length
         # portable: an expected super-segment may come as several consecutive segments
-        while not self.strict and got < p.length and c.length and self.local_isn is not None:
+        isn = c.flow.local_isn if c.flow is not None else None
+        while not self.strict and got < p.length and c.length and isn is not None:
             self._wait_for_packet(limit)
             if not self.captured:
                 break
             nxt = self.captured[0]
-            if (nxt.seq - self.local_isn - p.start - got) & MASK or nxt.flags & ~0x18:
+            if nxt.flow is not c.flow or (nxt.seq - isn - p.start - got) & MASK or nxt.flags & ~0x18:
                 break
             self.captured.pop(0)
             got += nxt.length
@@ -351,7 +416,7 @@ class _Run:
             want_flags |= _FLAG_BITS[ch]
         if ignore_psh:          # the first piece of a split super-segment: PSH goes on the last
             want_flags &= ~0x08
-        seq = (c.seq - (self.local_isn or 0)) & MASK
+        seq = (c.seq - _isn(c)) & MASK
 
         def fail(what):
             raise Fail(line, f"expected {_spec_text(p)}, got {self._describe(c)}: {what}")
@@ -411,8 +476,7 @@ class _Run:
     def _describe(self, c: Captured) -> str:
         names = "".join(ch for ch, bit in (("S", 2), ("F", 1), ("R", 4), ("P", 8)) if c.flags & bit)
         names += "." if c.flags & 0x10 else ""
-        base = self.local_isn or 0
-        s = (c.seq - base) & MASK
+        s = (c.seq - _isn(c)) & MASK
         text = f"{names or '-'} {s}:{(s + c.length) & MASK}({c.length})"
         if c.flags & 0x10:
             text += f" ack {(c.ack - REMOTE_ISN) & MASK}"
@@ -488,6 +552,10 @@ class _Run:
                 want_rev = p.fields.get("revents") if hasattr(p, "fields") else None
                 if want_rev is not None and const_or(want_rev) != got:
                     raise Fail(ev.line, f"poll(): revents {got:#x}, the script says {const_or(want_rev):#x}")
+
+
+def _isn(c: Captured) -> int:
+    return (c.flow.local_isn or 0) if c.flow is not None else 0
 
 
 def _is_any(v) -> bool:
