@@ -43,7 +43,12 @@ from .sysctl import apply_command
 
 __all__ = ["run_script", "run_text", "Result", "RELAXATIONS"]
 
-RELAXATIONS = """Portable mode (the default) relaxes, and --strict restores:
+RELAXATIONS = """Option lines a script may use besides packetdrill's own: --profile=ours|linux
+(linux: window scale 8, as the suites' defaults.sh), --init_cwnd=SEGMENTS,
+--wscale=N, --new_flow_per_syn (each inbound SYN with a sequence number of its
+own is a new client, from the next remote port).
+
+Portable mode (the default) relaxes, and --strict restores:
   - the outbound window (`win N` on a `>` line) is not compared;
   - outbound TCP options are compared as a multiset: NOP and EOL padding and
     the order are ignored (values are compared);
@@ -61,7 +66,7 @@ _FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, ".": 0x10}
 KNOWN_OPTIONS = {"tolerance_usecs", "ip_version", "local_ip", "remote_ip", "gateway_ip", "netmask_ip",
                  "bind_port", "connect_port", "mss", "mtu", "tcp_ts_tick_usecs", "non_fatal", "verbose",
                  "dry_run", "speculative_connect_port", "strict_segments", "init_scripts", "debug",
-                 "new_flow_per_syn"}
+                 "new_flow_per_syn", "profile", "init_cwnd", "wscale"}
 
 
 @dataclass
@@ -141,6 +146,18 @@ class _Run:
         if "mss" in opts:
             self.mtu = int(opts["mss"]) + 40
         self.tcp = TcpConfig(mss=self.mtu - 40, rto_initial=1.0, rto_min=0.2, delayed_ack=0.04)
+        # a profile of the host the script assumes: --profile=linux (as the suites'
+        # defaults.sh: window scale 8), or single knobs --init_cwnd=SEGMENTS, --wscale=N
+        profile = opts.get("profile", "ours")
+        if profile == "linux":
+            from .sysctl import linux_profile
+            linux_profile(self.tcp)
+        elif profile != "ours":
+            raise Unsupported(f"--profile={profile} (ours or linux)")
+        if "init_cwnd" in opts:
+            self.tcp.initial_cwnd_segments = int(opts["init_cwnd"])
+        if "wscale" in opts:
+            self.tcp.wscale = int(opts["wscale"])
         self.iface = None
         self.shim = None
         self.now = 0.0
