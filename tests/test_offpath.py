@@ -6,7 +6,7 @@ None of it may cripple a connection or grow a table without bound."""
 import pytest
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, raw
 
-from netstack.config import InterfaceConfig, TcpConfig
+from netstack.config import InterfaceConfig
 from netstack.dhcp import DhcpClient, parse
 from netstack.interface import Interface
 from netstack.tcp import State

@@ -38,7 +38,7 @@ from ..interface import Interface
 from ..wire import Ipv4Repr, ip_to_bytes
 from ..wire.checksum import internet_checksum, pseudo_header_sum
 from .parser import Code, Command, Event, PacketSpec, Script, Syscall, Unsupported, parse_script
-from .shim import CONSTANTS, Done, Err, Pending, Shim, const
+from .shim import Err, Pending, Shim, const
 from .sysctl import apply_command
 
 __all__ = ["run_script", "run_text", "Result", "RELAXATIONS"]
@@ -581,12 +581,7 @@ def _is_any(v) -> bool:
 
 
 def const_or(v):
-    try:
-        return const(v)
-    except Unsupported:
-        if isinstance(v, str) and v.startswith("ECONN"):
-            return v
-        raise
+    return const(v)
 
 
 def _result_text(call: Syscall) -> str:
@@ -636,5 +631,3 @@ def _parse_options(b: bytes) -> list:
         i += ln
     return out
 
-
-_ = CONSTANTS, Done
