@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from netstack.config import InterfaceConfig, TcpConfig
 from netstack.interface import Interface
 from netstack.tcp import Event, State
-from netstack.testing import LinkPair
+from netstack.testing import LinkPair, mathis_bound
 from netstack.wire import ip_to_bytes
 
 B_IP = ip_to_bytes("192.0.2.2")
@@ -188,9 +188,6 @@ def test_forged_cookie_ack_gets_a_reset():
     assert lst.stats["syn_cookies_rejected"] == 1 and not lst.accept_queue
 
 
-MATHIS_C = 1.22     # Mathis et al.: Reno's goodput <= MSS / RTT * C / sqrt(p)
-
-
 @pytest.mark.parametrize("cc", ["newreno", "cubic"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_lossy_link_goodput_is_near_the_mathis_bound(cc, seed):
@@ -209,22 +206,9 @@ def test_lossy_link_goodput_is_near_the_mathis_bound(cc, seed):
     s = lst.accept()
     r = random.Random(seed)
     up, down = r.randbytes(1_000_000), r.randbytes(1_000_000)
-    sent, got_up, got_down = [0, 0], bytearray(), bytearray()
-
-    def done():
-        sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
-        sent[1] += s.send(memoryview(down)[sent[1]:sent[1] + 65536])
-        while (x := s.recv()):
-            got_up.extend(x)
-        while (x := c.recv()):
-            got_down.extend(x)
-        return len(got_up) == len(up) and len(got_down) == len(down)
-    t0 = lp.now
-    lp.run_until(done, max_time=t0 + 600)
-    elapsed = lp.now - t0
+    got_up, got_down, elapsed = lp.exchange(c, s, up, down)
     assert got_up == up and got_down == down
-    rtt = 2 * lp.latency
-    bound = 1448 / rtt * MATHIS_C / loss ** 0.5            # bytes per second, one direction
+    bound = mathis_bound(1448, 2 * lp.latency, loss)          # bytes per second, one direction
     goodput = len(up) / elapsed
     assert goodput >= bound / 5, f"{goodput / 1e6:.2f} MB/s, bound {bound / 1e6:.2f} MB/s"
     st = {**lp.a.stats(), **lp.b.stats()}

@@ -274,13 +274,6 @@ class Shim:
 
     sys_send = lambda self, fd, buf, n, flags=0: self.sys_write(fd, buf, n)  # noqa: E731
 
-    def sys_writev(self, fd, iov, cnt):
-        total = 0
-        for item in iov if isinstance(iov, list) else []:
-            if isinstance(item, Struct) or not isinstance(item, list):
-                raise Unsupported("writev() iovecs")
-        return self.sys_write(fd, None, total)
-
     def sys_read(self, fd, buf, n):
         s = self._conn(fd)
         t = s.tcb

@@ -9,6 +9,14 @@ from ..config import InterfaceConfig
 from ..interface import Interface, TxFrame
 
 
+MATHIS_C = 1.22     # Mathis et al.: Reno's goodput <= MSS / RTT * C / sqrt(p)
+
+
+def mathis_bound(mss: int, rtt: float, loss: float) -> float:
+    """The Mathis bound on Reno's goodput, bytes per second."""
+    return mss / rtt * MATHIS_C / loss ** 0.5
+
+
 class OversizedFrame(AssertionError):
     """A stack sent a frame larger than the link's MTU (and not as a TSO frame)."""
 
@@ -72,6 +80,23 @@ class LinkPair:
                 dst.receive_batch(frames, self.now)   # as a driver's recv_batch would
         elif deadline is not None:
             self.now = max(self.now, deadline)
+
+    def exchange(self, c, s, up: bytes, down: bytes, max_time: float = 600.0) -> tuple:
+        """Send `up` from c and `down` from s at once, reading both ends, until all
+        arrived: (bytes c's peer got, bytes c got, simulated seconds it took)."""
+        sent, got_up, got_down = [0, 0], bytearray(), bytearray()
+
+        def done():
+            sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
+            sent[1] += s.send(memoryview(down)[sent[1]:sent[1] + 65536])
+            while (x := s.recv()):
+                got_up.extend(x)
+            while (x := c.recv()):
+                got_down.extend(x)
+            return len(got_up) == len(up) and len(got_down) == len(down)
+        t0 = self.now
+        self.run_until(done, max_time=t0 + max_time)
+        return bytes(got_up), bytes(got_down), self.now - t0
 
     def run_until(self, cond, max_time: float = 600.0, max_steps: int = 1_000_000) -> None:
         steps = 0

@@ -199,7 +199,7 @@ def sim(a):
     import random
     from netstack.config import InterfaceConfig, TcpConfig
     from netstack.interface import Interface
-    from netstack.testing import LinkPair
+    from netstack.testing import LinkPair, mathis_bound
     print("LinkPair (in memory), 1 MB each way, 1 ms RTT: goodput (simulated time) vs the Mathis bound")
     print(f"{'loss, dup, reorder':22} {'cc':8} {'MB/s':>8} {'Mathis':>8} {'ratio':>6}")
     for loss, dup, reo in ((0.01, 0.001, 0.01), (0.05, 0.01, 0.05)):
@@ -217,21 +217,10 @@ def sim(a):
                 s = lst.accept()
                 r = random.Random(seed)
                 up, down = r.randbytes(1_000_000), r.randbytes(1_000_000)
-                sent, gu, gd = [0, 0], bytearray(), bytearray()
-
-                def done():
-                    sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
-                    sent[1] += s.send(memoryview(down)[sent[1]:sent[1] + 65536])
-                    while (x := s.recv()):
-                        gu.extend(x)
-                    while (x := c.recv()):
-                        gd.extend(x)
-                    return len(gu) == len(up) and len(gd) == len(down)
-                t0 = lp.now
-                lp.run_until(done, max_time=t0 + 600)
+                gu, gd, elapsed = lp.exchange(c, s, up, down)
                 assert gu == up and gd == down
-                goodput = len(up) / (lp.now - t0)
-                bound = 1448 / (2 * lp.latency) * 1.22 / loss ** 0.5
+                goodput = len(up) / elapsed
+                bound = mathis_bound(1448, 2 * lp.latency, loss)
                 ratios.append((goodput, bound))
             g = statistics.median(x[0] for x in ratios)
             b = ratios[0][1]
