@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 
 from frames import Gather, buffers  # noqa: F401 - payload pieces of TxFrames
 
@@ -21,6 +22,9 @@ SOL_PACKET = 263
 PACKET_VNET_HDR = 15
 PACKET_FANOUT = 18
 PACKET_IGNORE_OUTGOING = 23
+PACKET_STATISTICS = 6
+SO_RCVBUFFORCE = 33
+RCVBUF = 4 << 20        # the kernel's default (rmem_default, ~200 KB) holds ~90 frames: a few ms at line rate
 PACKET_FANOUT_HASH = 0
 PACKET_FANOUT_CPU = 2
 PACKET_FANOUT_QM = 5
@@ -29,9 +33,17 @@ ETH_P_ALL = 0x0003
 
 
 class AfPacketDevice(Device):
-    def __init__(self, ifname: str, mac: bytes | None = None, mtu: int = 1500, vnet_hdr: bool = True) -> None:
+    def __init__(self, ifname: str, mac: bytes | None = None, mtu: int = 1500, vnet_hdr: bool = True,
+                 rcvbuf: int = RCVBUF) -> None:
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
+            # a receive buffer that holds a window's worth of frames: with the default one a
+            # sender that paces at the path's rate (BBR) overran it whenever the stack paused
+            # for a few ms -- drops the peer then repaired at a 25% retransmission rate
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)     # root: past rmem_max
+            except OSError:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             if vnet_hdr:
                 self.sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             try:
@@ -48,7 +60,7 @@ class AfPacketDevice(Device):
         self.mac = mac or self.sock.getsockname()[4]
         self.mtu = mtu
         self.rx_checksum = self.tx_checksum = self.tso = self.lro = vnet_hdr
-        self.counters = {"rx_frames": 0, "tx_frames": 0, "tx_errors": 0}
+        self.counters = {"rx_frames": 0, "tx_frames": 0, "tx_errors": 0, "rx_kernel_drops": 0}
 
     def fanout(self, group: int, mode: int = PACKET_FANOUT_HASH) -> None:
         self.sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (group & 0xFFFF) | (mode << 16))
@@ -93,4 +105,11 @@ class AfPacketDevice(Device):
         self.sock.close()
 
     def stats(self) -> dict:
+        """The counters, with the frames the kernel dropped for want of room in
+        the socket's buffer (PACKET_STATISTICS, which resets on each read)."""
+        try:
+            _packets, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+            self.counters["rx_kernel_drops"] += drops
+        except OSError:
+            pass
         return dict(self.counters)

@@ -69,7 +69,7 @@ def test_clean_link_bulk_both_ways():
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), loss=st.floats(0, 0.15), dup=st.floats(0, 0.1),
-       reorder=st.floats(0, 0.3), size=st.integers(0, 120_000), cc=st.sampled_from(["newreno", "cubic"]),
+       reorder=st.floats(0, 0.3), size=st.integers(0, 120_000), cc=st.sampled_from(["newreno", "cubic", "bbr"]),
        sack=st.booleans(), ts=st.booleans(), rbuf=st.sampled_from([None, None, 3000, 12000]))
 def test_lossy_link_delivers_bytes_intact(seed, loss, dup, reorder, size, cc, sack, ts, rbuf):
     lp = pair(seed, congestion=cc, sack=sack, timestamps=ts, loss=loss, duplicate=dup, reorder=reorder)

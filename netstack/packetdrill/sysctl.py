@@ -60,7 +60,7 @@ def _congestion(c, v: str) -> None:
     v = v.strip()
     if v == "reno":
         v = "newreno"
-    if v not in ("newreno", "cubic"):
+    if v not in ("newreno", "cubic", "bbr"):
         raise Unsupported(f"congestion control {v}")
     c.congestion = v
 

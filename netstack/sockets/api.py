@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 
+CONGESTION_CONTROLS = ("newreno", "cubic", "bbr")
+
+
 class temporary_buffer:  # noqa: N801 - Seastar's name
     """A zero-copy view of bytes: slicing shares the memory, never copies.
 
@@ -434,6 +437,17 @@ class connected_socket:  # noqa: N801
 
     def get_user_timeout(self) -> float:
         return self._impl.get_user_timeout()
+
+    def set_congestion(self, name: str) -> None:
+        """This connection's congestion control: "newreno", "cubic" or "bbr" (on
+        the posix stack the kernel's reno, cubic or bbr: TCP_CONGESTION). An
+        unknown name is a ValueError; one the kernel lacks, its OSError."""
+        if name not in CONGESTION_CONTROLS:
+            raise ValueError(f"unknown congestion control {name!r} (one of {', '.join(CONGESTION_CONTROLS)})")
+        self._impl.set_congestion(name)
+
+    def get_congestion(self) -> str:
+        return self._impl.get_congestion()
 
     def local_address(self) -> socket_address:
         return self._impl.local_address()

@@ -33,9 +33,9 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tap-bridge", action="store_true",
                    help="native, one shard: a bridge process does the TAP's I/O and talks to the stack "
                         "through a shared-memory virtio ring (no system call per packet on the shard)")
-    g.add_argument("--tcp-congestion", choices=("newreno", "cubic"), default="newreno",
-                   help="congestion control of the native stack's connections (per socket: "
-                        "connected_socket.set_congestion)")
+    g.add_argument("--tcp-congestion", choices=("newreno", "cubic", "bbr"), default=None,
+                   help="congestion control of every connection (default: newreno on the native "
+                        "stack, the kernel's default on posix; per socket: connected_socket.set_congestion)")
     g.add_argument("--stack-seed", type=int, default=None,
                    help="seed for the stack's randomness (ISNs, IP ids, ports): reproducible runs")
     f = p.add_argument_group("Fault injection (native stack: impairs the frames it receives)")

@@ -418,6 +418,12 @@ class _NativeConn(_Waits):
     def get_user_timeout(self) -> float:
         return self.tcb.user_timeout
 
+    def set_congestion(self, name: str) -> None:
+        self.tcb.set_congestion(name)
+
+    def get_congestion(self) -> str:
+        return self.tcb.cc.name
+
     def set_keepalive_parameters(self, p) -> None:
         self.tcb.set_keepalive(self.tcb.keepalive, p.idle, p.interval, p.count)
 

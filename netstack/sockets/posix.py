@@ -46,9 +46,21 @@ def _bind_error(e: OSError) -> OSError:
     return OSError(e.errno, f"bind: {e.strerror}")
 
 
+def _set_congestion(s: socket.socket, name: str) -> None:
+    """TCP_CONGESTION by our names (Linux calls NewReno "reno")."""
+    kernel = "reno" if name == "newreno" else name
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, kernel.encode())
+    except OSError as e:
+        raise OSError(e.errno, f"congestion control {name!r}: {e.strerror} (is tcp_{kernel} loaded?)") from None
+
+
 class PosixStack:
     def __init__(self, reactor) -> None:
         self.reactor = reactor
+        cfg = reactor.config or {}
+        # --tcp-congestion, when given: every socket of this stack (the kernel's default otherwise)
+        self.congestion = cfg.get("tcp_congestion")
 
     def ready(self) -> Future:
         return make_ready_future()
@@ -67,6 +79,8 @@ class PosixStack:
                 s.bind(addr.as_tuple())
             except OSError as e:
                 raise _bind_error(e) from None
+            if self.congestion:
+                _set_congestion(s, self.congestion)     # accepted sockets inherit it
             s.listen(opts.backlog)
             s.setblocking(False)
         except BaseException:
@@ -78,6 +92,8 @@ class PosixStack:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
         try:
+            if self.congestion:
+                _set_congestion(s, self.congestion)
             if local is not None:
                 try:
                     s.bind(local.as_tuple())
@@ -202,6 +218,13 @@ class _PosixConn:
 
     def get_user_timeout(self) -> float:
         return self.sock.getsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT) / 1000.0
+
+    def set_congestion(self, name: str) -> None:
+        _set_congestion(self.sock, name)
+
+    def get_congestion(self) -> str:
+        raw = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+        return "newreno" if raw == "reno" else raw
 
     def set_keepalive_parameters(self, p) -> None:
         self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_KEEPIDLE, max(1, int(p.idle)))

@@ -1,4 +1,4 @@
-"""Congestion control: NewReno (RFC 5681, RFC 6582) and CUBIC (RFC 9438).
+"""Congestion control: NewReno (RFC 5681, RFC 6582) and CUBIC (RFC 9438); BBR in bbr.py.
 
 The congestion-control object owns cwnd and ssthresh: the TCB reads them and
 tells it what happened, in bytes, through these calls only:
@@ -9,7 +9,7 @@ tells it what happened, in bytes, through these calls only:
   on_dupack_in_recovery()      NewReno without SACK: inflate by one MSS
   on_partial_ack(acked)        NewReno without SACK: deflate (RFC 6582 3.2 step 5)
   on_loss_repaired(flight, now)  a tail loss probe repaired a loss (RFC 8985 7.4.2)
-  exit_recovery(flight)        recovery complete
+  exit_recovery(flight, sack)  recovery complete (sack: it was RFC 6675 recovery paced by PRR)
   on_loss_timeout(flight, now) retransmission timeout
   undo(cwnd, ssthresh)         a reduction was spurious (F-RTO, D-SACK): restore the window
   adopt(other)                 take over another algorithm's window (set_congestion)
@@ -30,6 +30,7 @@ def initial_window(mss: int, segments: int = 10) -> int:
 
 class NewReno:
     name = "newreno"
+    paced = False      # BBR (bbr.py): rate samples, pacing and cwnd - pipe in recovery
 
     def __init__(self, mss: int, initial_segments: int = 10) -> None:
         self.mss = mss
@@ -97,9 +98,17 @@ class NewReno:
         self.cwnd = self.mss  # loss window (RFC 5681 3.1)
         self._acc = 0
 
-    def exit_recovery(self, flight: int) -> None:
-        # RFC 6582 3.2 step 3 (full acknowledgement)
-        self.cwnd = min(self.ssthresh, max(flight, self.mss) + self.mss)
+    def exit_recovery(self, flight: int, sack: bool = False) -> None:
+        if sack:
+            # RFC 6937: PRR brought the window down to ssthresh on the way; recovery
+            # ends there. (RFC 6582's min(ssthresh, FlightSize + SMSS), taken after a
+            # cumulative ACK that left next to nothing in flight, restarted slow start
+            # from one or two segments after every recovery: at 5% loss that was
+            # half the goodput Linux's reno gets on the same path.)
+            self.cwnd = max(self.ssthresh, 2 * self.mss)
+        else:
+            # RFC 6582 3.2 step 3 (full acknowledgement)
+            self.cwnd = min(self.ssthresh, max(flight, self.mss) + self.mss)
 
 
 class Cubic(NewReno):
@@ -157,7 +166,7 @@ class Cubic(NewReno):
         self.on_loss_fast(flight, now)
         self.cwnd = self.mss
 
-    def exit_recovery(self, flight: int) -> None:
+    def exit_recovery(self, flight: int, sack: bool = False) -> None:
         self.cwnd = max(self.ssthresh, 2 * self.mss)
 
 
@@ -166,4 +175,7 @@ def make(name: str, mss: int, initial_segments: int):
         return NewReno(mss, initial_segments)
     if name == "cubic":
         return Cubic(mss, initial_segments)
-    raise ValueError(f"unknown congestion control {name!r} (newreno or cubic)")
+    if name == "bbr":
+        from .bbr import Bbr
+        return Bbr(mss, initial_segments)
+    raise ValueError(f"unknown congestion control {name!r} (newreno, cubic or bbr)")

@@ -34,6 +34,7 @@ from .recovery import AckAndRecovery
 from .send import SendSide
 from .rack import RackTlp
 from .undo import Undo
+from .delivery import RateAndPacing
 from .rules import MAX_WINDOW_SHIFT
 from .state import (TRANSITIONS, CAN_RECEIVE, CAN_SEND, CLOSED, ESTABLISHED, EV_CLOSED, EV_CONNECTED,
                     EV_ERROR, EV_READABLE, EV_WRITABLE, LISTEN,
@@ -107,7 +108,7 @@ class SendBuffer:
         self.head = n if chunks else 0
 
 
-class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo):
+class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
     # Slots: about 80 attributes are more than CPython shares dict keys for (30),
     # so without them every TCB carries a full dict built key by key, and
     # attribute reads on the per-segment paths go through a dict lookup.
@@ -115,7 +116,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo):
                  'delack_at', 'dupacks', 'error', 'events', 'fin_queued', 'fin_received', 'in_recovery', 'irs',
                  'iss', 'keepalive', 'keepalive_at', 'keepalive_count', 'keepalive_idle', 'keepalive_interval',
                  'keepalive_probes', 'last_ack_sent', 'last_recv', 'last_wnd_sent', 'listener', 'local_ip',
-                 'local_port', 'max_snd_wnd', 'mss', 'nodelay', 'notify_readable', 'ooo', 'ooo_bytes',
+                 'local_port', 'max_snd_wnd', 'mss', 'nodelay', 'notify_readable', 'ooo', 'ooo_blocks', 'ooo_bytes',
                  'our_mss', 'owner', 'persist_at', 'persist_backoff', 'rcv_nxt', 'rcv_wscale', 'recover',
                  'recv_buffer', 'remote_ip', 'remote_port', 'rescue_rxt', 'retries', 'rexmit_next', 'rq',
                  'rq_bytes', 'rst_pending', 'rto', 'rto_at', 'rtt_seq', 'rtt_time', 'rttvar', 'sack_ok',
@@ -126,7 +127,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo):
                  'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit',
                  'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist',
                  'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
-                 "__weakref__")
+                 'delivery', 'pacer', "__weakref__")
 
     # The timer model: each timer is one of these attributes, a deadline or None
     # (stopped). poll_at() follows from them (_next_deadline); _stop_timers and
@@ -152,7 +153,8 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo):
         self._init_send(iss)
         self._init_receive(cfg, mss_limit, tso_max, now)
         self._init_timers(cfg, iss, now)
-        self.cc = congestion.make(cfg.congestion, 536, cfg.initial_cwnd_segments)
+        self.delivery = self.pacer = None     # delivery rate samples and pacing (paced cc only)
+        self._use_cc(congestion.make(cfg.congestion, 536, cfg.initial_cwnd_segments), now)
         self.rst_pending: TcpRepr | None = None
         self.recv_buffer = cfg.recv_buffer
         self.send_limit = cfg.send_buffer
@@ -184,6 +186,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo):
         self.rq: deque = deque()     # in-order data not yet read
         self.rq_bytes = 0
         self.ooo: list = []          # sorted [(seq, bytes)]
+        self.ooo_blocks: list = []   # what ooo covers: sorted, merged [left, right] (the SACK blocks)
         self.ooo_bytes = 0
         self.fin_received = False
         self.last_ack_sent = 0
@@ -498,10 +501,10 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo):
         self._changed()
 
     def set_congestion(self, name: str) -> None:
-        """Choose this connection's congestion control: "newreno" or "cubic"."""
+        """Choose this connection's congestion control: "newreno", "cubic" or "bbr"."""
         cc = congestion.make(name, self.mss, self.cfg.initial_cwnd_segments)
         cc.adopt(self.cc)
-        self.cc = cc
+        self._use_cc(cc, self.last_recv)
 
     def set_user_timeout(self, seconds: float) -> None:
         """RFC 5482 / Linux TCP_USER_TIMEOUT: how long sent data may stay

@@ -1,7 +1,8 @@
 """RACK-TLP (RFC 8985): time-based loss detection and tail loss probes.
 
 RACK. Every data segment in flight is remembered with the time it was last
-sent (`xmit`: [start, end, time, retransmitted, sacked] in sequence order).
+sent (`xmit`: [start, end, time, retransmitted, sacked] in sequence order;
+a paced connection adds a sixth field, delivery.py's snapshot).
 When an ACK delivers segments (cumulatively or by SACK), RACK.xmit_ts becomes
 the latest send time among them and RACK.rtt the time that one took. A
 segment still missing that was sent *before* it is lost once it has been
@@ -25,9 +26,11 @@ Losses RACK marks become lost holes for RFC 6675's NextSeg (recovery.py).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
+from itertools import islice
 
-from ..wire.seq import MASK, seq_add, seq_ge, seq_gt, seq_lt, seq_sub
+from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_lt, seq_sub
 from .rules import _SENDING_STATES
 
 __all__ = ["RackTlp"]
@@ -51,15 +54,22 @@ class RackTlp:
         if x is None:
             x = self.xmit = deque()
         end = (seq + n) & MASK
+        e = None
         if not retransmit and (not x or seq_ge(seq, x[-1][_END])):
-            x.append([seq, end, now, False, False])
-            return
-        for e in x:                     # a retransmission: the entry holding seq is sent anew
-            if seq_lt(seq, e[_END]) and not seq_lt(seq, e[_START]):
+            e = [seq, end, now, False, False]
+            x.append(e)
+        else:
+            # a retransmission: the entry holding seq is sent anew
+            i = self._xmit_index(seq)
+            if i < len(x) and not seq_lt(seq, x[i][_START]):
+                e = x[i]
                 e[_TIME] = now
                 e[_RETRANS] = True
-                return
-        x.append([seq, end, now, True, False])      # (sent again after an RTO rewound past its entry)
+            else:
+                e = [seq, end, now, True, False]    # (sent again after an RTO rewound past its entry)
+                x.insert(i, e)                      # the entries stay in sequence order
+        if self.delivery is not None:
+            self._rate_on_send(e, n, now, len(x) == 1)
 
     def _rack_acked(self, ack: int, now: float) -> None:
         """Entries up to `ack` are delivered: forget them, advancing RACK's time by
@@ -67,8 +77,11 @@ class RackTlp:
         which _rack_delivered judges) -- one call per ACK in the common case."""
         x = self.xmit
         newest = None
+        d = self.delivery
         while x and ((ack - x[0][_END]) & MASK) < 0x80000000:     # entry end <= ack (seq_le, written out)
             e = x.popleft()
+            if d is not None and not e[_SACKED]:
+                d.on_delivered(e, (e[_END] - e[_START]) & MASK, now)
             if e[_RETRANS]:
                 self._rack_delivered(e, now)
             elif newest is None or e[_TIME] >= newest[_TIME]:
@@ -76,6 +89,8 @@ class RackTlp:
         if newest is not None:
             self._rack_delivered(newest, now)
         if x and seq_lt(x[0][_START], ack):
+            if d is not None and not x[0][_SACKED]:
+                d.on_delivered(x[0], (ack - x[0][_START]) & MASK, now)
             x[0][_START] = ack          # partly acknowledged
 
     def _rack_delivered(self, e, now: float) -> None:
@@ -94,20 +109,48 @@ class RackTlp:
             self.rack_end = e[_END]
             self.rack_rtt = rtt
 
-    def _rack_sacked(self, now: float) -> None:
-        """Entries the scoreboard now covers are delivered."""
+    def _xmit_index(self, seq: int) -> int:
+        """The index of the first entry that ends after `seq` (the entries are in
+        sequence order, all above SND.UNA): a binary search, not a walk."""
+        una = self.snd_una
+        return bisect_right(self.xmit, (seq - una) & MASK, key=lambda e: (e[_END] - una) & MASK)
+
+    def _rack_sacked(self, now: float, blocks) -> None:
+        """Entries the scoreboard now covers are delivered. Only the entries under
+        `blocks` -- what this ACK added to the scoreboard (recovery.py's
+        _newly_covered) -- can have changed: each range is found by binary
+        search and its entries checked against the merged scoreboard block that
+        holds it. Per ACK, the work of the segments it reports, not of the whole
+        flight (a walk of every entry against every block was most of the CPU
+        of a large window under loss)."""
         x = self.xmit
-        if not x:
+        if not x or not blocks:
             return
-        blocks = self.sacked
-        for e in x:
-            if e[_SACKED]:
-                continue
-            for left, right in blocks:
-                if not seq_lt(e[_START], left) and not seq_gt(e[_END], right):
-                    e[_SACKED] = True
-                    self._rack_delivered(e, now)
+        una = self.snd_una
+        d = self.delivery
+        for left, right in blocks:
+            lo = (left - una) & MASK
+            hi = (right - una) & MASK
+            if lo >= HALF or hi >= HALF or hi <= lo:
+                continue                # at or below SND.UNA (a D-SACK), or bogus
+            for ml, mr in self.sacked:
+                if not seq_gt(ml, left) and not seq_lt(mr, right):
                     break
+            else:
+                continue                # the scoreboard refused it (beyond SND.MAX)
+            mlo = (ml - una) & MASK
+            if mlo >= HALF:
+                mlo = 0
+            mhi = (mr - una) & MASK
+            for e in islice(x, self._xmit_index(left), None):
+                s0 = (e[_START] - una) & MASK
+                if s0 >= hi:
+                    break
+                if not e[_SACKED] and s0 >= mlo and ((e[_END] - una) & MASK) <= mhi:
+                    e[_SACKED] = True
+                    if d is not None:
+                        d.on_delivered(e, (e[_END] - e[_START]) & MASK, now)
+                    self._rack_delivered(e, now)
 
     def _reo_wnd(self) -> float:
         if self.min_rtt is None:
@@ -160,15 +203,24 @@ class RackTlp:
         self.stats["rack_losses"] += 1
         return True
 
-    def _rack_on_ack(self, now: float) -> None:
-        """After the scoreboard took an ACK: delivered entries, loss marks, and --
-        outside recovery -- recovery when RACK sees a loss."""
-        self._rack_sacked(now)
+    def _rack_on_ack(self, now: float, blocks=()) -> None:
+        """After the scoreboard took an ACK (and its SACK `blocks`): delivered
+        entries, loss marks, and -- outside recovery -- recovery when RACK sees a loss."""
+        self._rack_sacked(now, blocks)
         if self._rack_detect(now):
-            if not self.in_recovery and seq_ge(self.snd_una, self.recover):
+            if self.in_recovery:
+                self._sack_send = True
+            elif seq_ge(self.snd_una, self.recover):
                 self._enter_fast_recovery(now)
             else:
-                self._sack_send = True
+                # after an RTO (go-back-N from SND.UNA): a retransmission RACK saw lost
+                # again goes at once, as Linux's loss state does, not at the next RTO
+                una = self.snd_una
+                first = min((s for s in self.rack_lost if ((s - una) & MASK) < HALF),
+                            key=lambda s: (s - una) & MASK, default=None)
+                if first is not None:
+                    self.rexmit_next = first
+                    self._retransmit_one = True
 
     def _on_rack_timer(self, now: float) -> None:
         """The reordering window of a segment ran out: lost (RFC 8985 6.3)."""

@@ -3,12 +3,34 @@ segment checks in the RFC's order, in-order and out-of-order data, the window
 we offer and the SACK blocks we report."""
 from __future__ import annotations
 
+from bisect import insort
+
 from ..wire.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 from .state import (CAN_RECEIVE, CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, EV_CONNECTED,
                     EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 
 from .rules import PAWS_IDLE
+
+
+def _merge_block(blocks: list, left: int, right: int, base: int) -> None:
+    """Add [left, right) to the sorted, disjoint [left, right] blocks of the
+    out-of-order queue (offsets from `base`, RCV.NXT), merging what it touches."""
+    lo = (left - base) & MASK
+    hi = (right - base) & MASK
+    i = 0
+    n = len(blocks)
+    while i < n and ((blocks[i][1] - base) & MASK) < lo:
+        i += 1
+    j = i
+    while j < n and ((blocks[j][0] - base) & MASK) <= hi:
+        b = blocks[j]
+        if ((b[0] - base) & MASK) < lo:
+            lo, left = (b[0] - base) & MASK, b[0]
+        if ((b[1] - base) & MASK) > hi:
+            hi, right = (b[1] - base) & MASK, b[1]
+        j += 1
+    blocks[i:j] = [[left, right]]
 
 
 class ReceiveSide:
@@ -51,6 +73,8 @@ class ReceiveSide:
             self._new_ack(ack, acked, ts[1] if ts is not None else 0, now)
             self.snd_wl1, self.snd_wl2 = seq, ack      # the window is unchanged (checked above)
             self.cc.on_ack(acked, now, self.srtt)
+            if self.delivery is not None:
+                self._rate_on_ack(now)
         if plen:
             self.rq.append(payload)
             self.rq_bytes += plen
@@ -300,33 +324,42 @@ class ReceiveSide:
             if self.ooo_bytes + len(payload) > self.cfg.ooo_limit:
                 self.stats["ooo_dropped"] += 1
                 return
-            for s, d in self.ooo:
-                if s == seq and len(d) >= len(payload):
+            end = (seq + len(payload)) & MASK
+            blocks = self.ooo_blocks
+            for b in blocks:
+                if not seq_lt(seq, b[0]) and not seq_gt(end, b[1]):
                     if self.sack_ok:
-                        self.dsack = (seq, seq_add(seq, len(payload)))    # a duplicate of queued data
+                        self.dsack = (seq, end)         # a duplicate of queued data (RFC 2883)
                     return
-            self.ooo.append((seq, bytes(payload)))
-            self.ooo.sort(key=lambda x: seq_sub(x[0], self.rcv_nxt))
+            rn = self.rcv_nxt
+            insort(self.ooo, (seq, bytes(payload)), key=lambda x: (x[0] - rn) & MASK)
             self.ooo_bytes += len(payload)
             self._last_ooo = seq
+            _merge_block(blocks, seq, end, rn)
 
     def _drain_ooo(self) -> None:
-        keep = []
-        for seq, data in self.ooo:
+        """In-order data reached the out-of-order queue: move what now follows
+        RCV.NXT to the receive queue (the queue is sorted: stop at the first gap)."""
+        ooo = self.ooo
+        i = 0
+        for seq, data in ooo:
             rn = self.rcv_nxt
+            if seq_gt(seq, rn):
+                break
+            i += 1
             end = seq_add(seq, len(data))
+            self.ooo_bytes -= len(data)
             if seq_le(end, rn):
-                self.ooo_bytes -= len(data)
                 continue
-            if seq_le(seq, rn):
-                part = memoryview(data)[seq_sub(rn, seq):]
-                self.rq.append(part)
-                self.rq_bytes += len(part)
-                self.rcv_nxt = end
-                self.ooo_bytes -= len(data)
-            else:
-                keep.append((seq, data))
-        self.ooo = keep
+            part = memoryview(data)[seq_sub(rn, seq):]
+            self.rq.append(part)
+            self.rq_bytes += len(part)
+            self.rcv_nxt = end
+        del ooo[:i]
+        rn = self.rcv_nxt
+        blocks = self.ooo_blocks
+        while blocks and not seq_gt(blocks[0][1], rn):
+            del blocks[0]
 
     def _sack_blocks(self) -> tuple:
         """The SACK blocks of our next ACK (RFC 2018): a D-SACK block first when a
@@ -334,14 +367,7 @@ class ReceiveSide:
         the most recent segment first; three blocks at most beside timestamps."""
         if not self.sack_ok or (not self.ooo and self.dsack is None):
             return ()
-        blocks = []
-        for seq, data in self.ooo:
-            end = seq_add(seq, len(data))
-            if blocks and seq_le(seq, blocks[-1][1]):
-                if seq_gt(end, blocks[-1][1]):
-                    blocks[-1] = (blocks[-1][0], end)
-            else:
-                blocks.append((seq, end))
+        blocks = [(b[0], b[1]) for b in self.ooo_blocks]
         # RFC 2018 4: the block with the most recent segment first
         if self._last_ooo is not None:
             for i, (left, right) in enumerate(blocks):

@@ -31,9 +31,13 @@ class AckAndRecovery:
         prr = self.in_recovery and self.sack_ok
         if prr:
             sacked_before = self._sacked_bytes()
+        fresh = ()
         if self.sack_ok and seg.sack_blocks:
             self._note_dsack(seg.sack_blocks, ack)
+            before = self.sacked[:]          # (_update_scoreboard extends the list in place)
             self._update_scoreboard(seg.sack_blocks, now)
+            if self.xmit:
+                fresh = _newly_covered(seg.sack_blocks, before)
         acked = (ack - una) & MASK
         if acked and acked < HALF:                      # ack > una
             if not self._on_new_ack_general(seg, ack, acked, now):
@@ -45,9 +49,16 @@ class AckAndRecovery:
             # RFC 6937: what this ACK delivered, cumulatively or by SACK
             self.prr_last_delivered = max(0, ((self.snd_una - una) & MASK) + self._sacked_bytes() - sacked_before)
             self.prr_delivered += self.prr_last_delivered
+            if self.prr_last_delivered:
+                # every ACK that delivers data runs the recovery send loop (RFC 6937, RFC 6675
+                # 5 (C)) -- not only duplicate ACKs: with data flowing both ways the peer's ACKs
+                # carry data and are never duplicates, and recovery sat still until the RTO
+                self._sack_send = True
         if self.xmit and (self.sacked or self.rack_lost or self.rack_at is not None):
-            self._rack_on_ack(now)
+            self._rack_on_ack(now, fresh)
         self._update_window(seg.seq, ack, wnd)
+        if self.delivery is not None:
+            self._rate_on_ack(now)
         return True
 
     def _sacked_bytes(self) -> int:
@@ -58,6 +69,9 @@ class AckAndRecovery:
         ssthresh, in proportion to what was delivered (ssthresh / RecoverFS of
         it); below, slow start towards ssthresh, at most one MSS more than was
         delivered. The window comes down smoothly instead of in one step."""
+        if self.cc.paced:
+            room = self.cc.cwnd - pipe          # BBR: its window bounds recovery, PRR does not apply
+            return room if room > 0 else 0
         ssthresh = self.cc.ssthresh
         if pipe > ssthresh:
             sndcnt = -(-self.prr_delivered * ssthresh // self.prr_recover_fs) - self.prr_out
@@ -116,9 +130,11 @@ class AckAndRecovery:
             if seq_ge(ack, self.recover):
                 self.in_recovery = False
                 if self.undo_retrans != UNDONE:      # an undone reduction stays undone
-                    self.cc.exit_recovery((self.snd_max - ack) & MASK)
+                    self.cc.exit_recovery((self.snd_max - ack) & MASK, self.sack_ok)
                 self.sacked = []
                 self._rack_forget()
+                if self.sack_ok:
+                    self._schedule_tlp(now)     # what is still in flight gets its probe (none ran in recovery)
             elif self.sack_ok:
                 # RFC 6675: no window arithmetic here; the pipe estimate decides
                 if seq_lt(self.rexmit_next, ack):
@@ -229,6 +245,9 @@ class AckAndRecovery:
         budget = self._prr_budget(pipe)
         sent = 0
         while sent < budget:
+            if not self._pace_allows(now):
+                self._sack_send = True          # the rest when the pacer has tokens again
+                break
             seq = None
             rx = self.rexmit_next
             for left, right, lost in holes:
@@ -417,6 +436,29 @@ class AckAndRecovery:
             if seq_lt(start, right):
                 start = right
         return None  # beyond the highest SACKed byte: not known lost yet
+
+
+def _newly_covered(blocks, before) -> list:
+    """The parts of this ACK's SACK blocks that the scoreboard did not hold
+    before it: the only ranges whose segments can have become SACKed."""
+    out = []
+    for left, right in blocks:
+        parts = [(left, right)]
+        for bl, br in before:
+            nxt = []
+            for pl, pr in parts:
+                if not seq_lt(bl, pr) or not seq_lt(pl, br):
+                    nxt.append((pl, pr))            # no overlap
+                    continue
+                if seq_lt(pl, bl):
+                    nxt.append((pl, bl))
+                if seq_lt(br, pr):
+                    nxt.append((br, pr))
+            parts = nxt
+            if not parts:
+                break
+        out.extend(parts)
+    return out
 
 
 def max_seq(a: int, b: int) -> int:

@@ -21,9 +21,16 @@ class SendSide:
         very sum _keepalive() tests) -- but never later than an armed timer."""
         if self.ack_now or self.rst_pending is not None:
             return 0.0
-        if self._can_send_data() or self._fin_to_send():
-            return 0.0
-        t = self._next_deadline()
+        if self.pacer is None:
+            if self._can_send_data() or self._fin_to_send():
+                return 0.0
+            t = self._next_deadline()
+        else:
+            if self._fin_to_send():
+                return 0.0
+            t = self._paced_poll_at()
+            if t == 0.0:
+                return t
         if self.keepalive and self.state is ESTABLISHED and self.keepalive_at is None:
             k = self.last_recv + self.keepalive_idle
             if t is None or k < t:
@@ -131,9 +138,12 @@ class SendSide:
             self._sack_send = False
             if self.in_recovery:
                 self._sack_recovery_send(out, now)
-        # new data (and retransmissions after an RTO, which rewinds snd_nxt)
-        while self._can_send_data():
+        # new data (and retransmissions after an RTO, which rewinds snd_nxt), paced if the cc paces
+        pacer = self.pacer
+        while self._can_send_data() and (pacer is None or pacer.allows(now, self.mss)):
             self._emit_data(self.snd_nxt, out, now)
+        if self.delivery is not None:
+            self._check_app_limited()
         if self._fin_to_send():
             fin = self._fin_seq()
             out.append((self._ack_seg(fin, FIN | ACK, now), b""))
@@ -216,7 +226,7 @@ class SendSide:
         if seq_gt(end, self.snd_max):
             self.snd_max = end
         self._arm_rto(now)
-        if self.sack_ok:
+        if self.sack_ok or self.delivery is not None:
             self._record_xmit(seq, n, now, resent)
             if not retransmit:
                 self._schedule_tlp(now)      # new data (re)starts the probe timeout
@@ -239,7 +249,7 @@ class SendSide:
         if seq_gt(end, self.snd_max):
             self.snd_max = end
         self._arm_rto(now)
-        if self.sack_ok:
+        if self.sack_ok or self.delivery is not None:
             self._record_xmit(seq, n, now, resent)
         return n
 
@@ -266,7 +276,7 @@ class SendSide:
         """The fast path of poll() for its most common outcomes, in ESTABLISHED (or
         CLOSE_WAIT) with no timer due, no FIN, no loss recovery and no SACK block
         to report. Returns, like poll(), the segments to send now, with the
-        bookkeeping of sending them done -- as (seq, ack, window field, timestamp
+        bookkeeping of sending them done (a paced connection never takes it) -- as (seq, ack, window field, timestamp
         option or None, payload, flags) tuples: one pure ACK, or new data (all of
         it when it fits one MSS and both windows and Nagle let it go; with TSO,
         frames of up to tso_max bytes that the device cuts into segments). An
@@ -278,7 +288,7 @@ class SendSide:
                 or self.ooo or self.fin_queued or self.dsack is not None or self.frto \
                 or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
                 or (self.rto_at is not None and now >= self.rto_at) or (self.tlp_at is not None and now >= self.tlp_at) \
-                or (self.rack_at is not None and now >= self.rack_at):
+                or (self.rack_at is not None and now >= self.rack_at) or self.pacer is not None:
             return None
         keepalive = self.keepalive and st is ESTABLISHED     # as in poll(): probes only there
         if keepalive and now >= self.last_recv + self.keepalive_idle:     # as _keepalive() decides

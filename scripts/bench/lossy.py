@@ -37,7 +37,10 @@ PORT = 1234
 LEVELS = {"0": (0, 0, 0, 0), "1": (1, 1, 0.1, 0.1), "5": (5, 5, 1, 1)}
 ROWS = [("ours newreno", "native", "newreno", "reno"), ("ours cubic", "native", "cubic", "cubic"),
         ("linux reno", "linux", "reno", "reno"), ("linux cubic", "linux", "cubic", "cubic"),
-        ("linux bbr", "linux", "bbr", "bbr")]
+        ("ours bbr", "native", "bbr", "bbr"), ("linux bbr", "linux", "bbr", "bbr")]
+# not in the default table, by name with --rows: our server's cc against another client cc
+EXTRA_ROWS = [("ours bbr/reno", "native", "bbr", "reno"), ("ours newreno/bbr", "native", "newreno", "bbr"),
+              ("linux bbr/reno", "linux", "bbr", "reno")]
 
 LINUX_ECHO = r"""
 import socket, sys, threading
@@ -173,7 +176,7 @@ def real(a):
         lab.veth(ns["b"], "b1", ns["s"], "vs0", None, None)
         for n_, dev in ((ns["c"], "vc0"), (ns["b"], "b0"), (ns["b"], "b1"), (ns["s"], "vs0")):
             offloads_off(lab, n_, dev)
-        rows = [r for r in ROWS if not a.rows or r[0] in a.rows.split(",")]
+        rows = [r for r in ROWS + EXTRA_ROWS if r[0] in a.rows.split(",")] if a.rows else ROWS
         for level in a.levels.split(","):
             for rnd in range(a.rounds):
                 for row in rows:
@@ -203,7 +206,7 @@ def sim(a):
     print("LinkPair (in memory), 1 MB each way, 1 ms RTT: goodput (simulated time) vs the Mathis bound")
     print(f"{'loss, dup, reorder':22} {'cc':8} {'MB/s':>8} {'Mathis':>8} {'ratio':>6}")
     for loss, dup, reo in ((0.01, 0.001, 0.01), (0.05, 0.01, 0.05)):
-        for cc in ("newreno", "cubic"):
+        for cc in ("newreno", "cubic", "bbr"):
             ratios = []
             for seed in (1, 2, 3):
                 def iface(n, ip):
