@@ -2,6 +2,7 @@
 import os
 
 import dpkt
+import pytest
 
 from drivers.base import FaultInjecting, Recording
 from drivers.loopback import LoopbackDevice
@@ -118,3 +119,29 @@ def test_user_timeout_on_the_native_stack_ends_a_dead_connection(reactor):
     err, took = reactor.run(client)
     assert isinstance(err, TimeoutError), err
     assert 0.4 < took < 3.0
+
+
+def test_congestion_control_per_socket_on_the_native_stack(reactor):
+    """connected_socket.set_congestion on the native stack switches the TCB's
+    algorithm (BBR brings its pacer); the bytes still arrive."""
+    a, b = LoopbackDevice.pair()
+    A = NativeStack(reactor, a, InterfaceConfig(mac=a.mac, ip="192.0.2.1", seed=1))
+    B = NativeStack(reactor, b, InterfaceConfig(mac=b.mac, ip="192.0.2.2", seed=2))
+    srv = server_socket(B.listen(make_ipv4_address(80), listen_options(reuse_address=True)))
+
+    async def client():
+        s = await A.connect(make_ipv4_address(("192.0.2.2", 80)), None)
+        ar = await srv.accept()
+        assert s.get_congestion() == "newreno"
+        s.set_congestion("bbr")
+        with pytest.raises(ValueError):
+            s.set_congestion("reno")            # our name for it is newreno
+        out, inp = s.output(), ar.connection.input()
+        data = bytes(range(256)) * 400
+        await out.write(data)
+        await out.flush()
+        got = bytearray()
+        while len(got) < len(data):
+            got += bytes(await inp.read())
+        return s.get_congestion(), bytes(got) == data
+    assert reactor.run(client) == ("bbr", True)

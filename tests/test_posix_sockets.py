@@ -291,3 +291,44 @@ def test_user_timeout_on_the_posix_stack(reactor):
         return got
     assert reactor.run(both) == 2.5
     srv.close()
+
+
+def test_congestion_control_per_socket_on_the_posix_stack(reactor):
+    """set_congestion reaches the kernel as TCP_CONGESTION (our "newreno" is
+    Linux's "reno") and reads back; an unknown name is a ValueError."""
+    srv = listen(make_ipv4_address(("127.0.0.1", 0)), listen_options(reuse_address=True))
+    port = srv.local_address().port
+
+    async def both():
+        s = await connect(make_ipv4_address(("127.0.0.1", port)))
+        ar = await srv.accept()
+        got = []
+        for name in ("cubic", "newreno", "bbr"):
+            s.set_congestion(name)
+            got.append(s.get_congestion())
+        with pytest.raises(ValueError, match="unknown congestion control"):
+            s.set_congestion("vegas2")
+        ar.connection.shutdown_output()
+        return got
+    assert reactor.run(both) == ["cubic", "newreno", "bbr"]
+    srv.close()
+
+
+def test_tcp_congestion_option_applies_to_every_posix_socket(reactor):
+    from netstack.sockets.posix import PosixStack
+    reactor.config = {"tcp_congestion": "bbr"}
+    try:
+        stack = PosixStack(reactor)
+    finally:
+        reactor.config = None
+    srv = stack.listen(make_ipv4_address(("127.0.0.1", 0)), listen_options(reuse_address=True))
+    port = srv.local_address().port
+
+    async def both():
+        c = await stack.connect(make_ipv4_address(("127.0.0.1", port)), None)
+        ar = await srv.accept()
+        names = (c.get_congestion(), ar.connection.get_congestion())
+        ar.connection.shutdown_output()
+        return names
+    assert reactor.run(both) == ("bbr", "bbr")
+    srv.abort_accept()

@@ -942,3 +942,70 @@ def test_next_deadline_is_the_earliest_of_the_timer_model():
             setattr(t, other, 100.0 + TCB.TIMERS.index(other))
         setattr(t, name, 5.0 + k)
         assert t._next_deadline() == 5.0 + k == min(t.timers().values())
+
+
+def test_a_data_carrying_ack_in_recovery_lets_the_pipe_send():
+    """Data both ways: the peer's ACKs carry data, so none is a duplicate ACK.
+    In SACK recovery each ACK that delivers data (new SACKed bytes) still runs
+    the send loop (RFC 6937 / RFC 6675 5 (C)); waiting for a duplicate ACK left
+    a lost hole unsent until the RTO."""
+    t, base = _sack_established_with_rtt()
+    t.send(b"s" * 1460 * 8)
+    assert len(recv(t, 0.02)) == 8
+    rn = IRS + 1
+    for k in range(2, 5):                        # the first lost; SACKs on pure ACKs start recovery
+        send(t, seg(rn, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"", 0.03)
+    assert t.in_recovery
+    assert [(s.seq, len(p)) for s, p in recv(t, 0.03)][:1] == [(base, 1460)]
+    t.send(b"n" * 1460 * 4)
+    sent = []
+    for k in range(5, 9):                        # now the peer sends data with each ACK
+        send(t, seg(rn, base, sack_blocks=((base + 1460, base + 1460 * k),)), b"d" * 100, 0.031 + k / 1000)
+        rn += 100
+        sent += [(s.seq, len(p)) for s, p in recv(t, 0.031 + k / 1000) if p]
+    assert t.dupacks == 3                        # none of the data-carrying ACKs counted as one
+    assert any(seq >= base + 1460 * 8 for seq, _n in sent)       # new data went out as the pipe drained
+
+
+def test_after_an_rto_a_retransmission_rack_sees_lost_goes_at_once():
+    """Go-back-N after a timeout: the resent first segment is acknowledged, the
+    next two go again together; the first of those is lost, the second arrives
+    (SACKed). RACK marks the lost one once the reordering window has passed and
+    it is resent then -- not at the next, backed-off RTO."""
+    t, base = _sack_established_with_rtt()
+    t.frto = 0
+    t.cfg.frto = False
+    t.send(b"s" * 1460 * 6)
+    assert len(recv(t, 0.02)) == 6
+    rto = t.rto_at
+    assert [(s.seq, len(p)) for s, p in recv(t, rto)] == [(base, 1460)]    # everything lost
+    send(t, seg(IRS + 1, base + 1460), b"", rto + 0.005)
+    again = [(s.seq, len(p)) for s, p in recv(t, rto + 0.005)]
+    assert again == [(base + 1460, 1460), (base + 2920, 1460)]          # slow start: two at once
+    # (later than min_rtt after the resend: RACK takes the SACK as the retransmission's, not the original's)
+    send(t, seg(IRS + 1, base + 1460, sack_blocks=((base + 2920, base + 4380),)), b"", rto + 0.017)
+    assert not t.in_recovery and t.rack_at is not None
+    out = [(s.seq, len(p)) for s, p in recv(t, t.rack_at)]
+    assert (base + 1460, 1460) in out
+    assert t.stats["timeouts"] == 1 and t.stats["lost_retransmits"] == 1
+
+
+def test_tail_loss_probe_is_armed_again_when_recovery_ends_with_data_in_flight():
+    """No probe runs during recovery; when it ends with data still in flight, the
+    probe timeout is armed again (else a tail loss after recovery waits for the RTO)."""
+    t, base = _sack_established_with_rtt()
+    t.send(b"s" * 1460 * 12)
+    assert len(recv(t, 0.02)) == 10                  # the initial window
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * 4),)), b"", 0.03)
+    assert t.in_recovery and t.tlp_at is None
+    recover = t.recover
+    assert [(s.seq, len(p)) for s, p in recv(t, 0.03)][:1] == [(base, 1460)]
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 1460 * 10),)), b"", 0.032)
+    out = [(s.seq, len(p)) for s, p in recv(t, 0.032)]
+    # the last of the data, sent in recovery -- and its last segment once more: RFC 6675's
+    # rescue, the only cover a lost tail has while no probe runs (measured: without it the
+    # tail of a lossy BBR transfer waited for the RTO)
+    assert out == [(recover, 1460), (recover + 1460, 1460), (recover + 1460, 1460)]
+    send(t, seg(IRS + 1, recover), b"", 0.04)    # the hole repaired: recovery ends, new data in flight
+    assert not t.in_recovery and t.snd_max - t.snd_una > t.mss     # (one segment: PTO >= RTO, none armed)
+    assert t.tlp_at is not None and t.tlp_at < t.rto_at
