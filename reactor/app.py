@@ -42,7 +42,8 @@ from . import shards as _smp
 from .future import Future, futurize, make_ready_future
 from .loop import Reactor, ReactorStopped
 
-__all__ = ["app_template", "Extension", "register_extension", "parse_memory_size", "format_exception"]
+__all__ = ["app_template", "Extension", "OptionError", "register_extension", "parse_memory_size", "format_exception",
+           "positive_int", "positive_float", "non_negative_float"]
 
 _UNITS = {"": 1, "k": 1 << 10, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 MIN_SHARD_MEMORY = 32 << 20
@@ -82,19 +83,69 @@ class Configuration(dict):
         return dict.get(self, key.replace("-", "_"), default)
 
 
+class OptionError(ValueError):
+    """A wrong option: app_template prints it on one line and run() returns 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise OptionError(message)
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v > 0 and v != float("inf")):          # NaN fails both
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return v
+
+
 class _OptionAdder:
-    """app.add_options()("name", type, default, "help") -- Seastar's style."""
+    """app.add_options() in Seastar's style, one call per option:
+
+        ("port", int, 1234, "help")      an option with a value (type, default, help)
+        ("size,s", int, 10, "help")      "long,short": --size and its alias -s
+        ("verbose", "help")              a switch: no value, False unless given
+        ("color", bool, True, "help")    a boolean with --color / --no-color
+    """
 
     def __init__(self, group) -> None:
         self._group = group
 
     def __call__(self, name: str, type=str, default=None, help: str = "", **kw):  # noqa: A002
-        flag = name if name.startswith("-") else "--" + name
-        if type is bool and default is not None:
+        long, _, short = name.partition(",")
+        flags = [long if long.startswith("-") else "--" + long]
+        if short:
+            flags.append(short if short.startswith("-") else "-" + short)
+        if isinstance(type, str):               # ("flag", "help"): a switch
+            self._group.add_argument(*flags, action="store_true", help=type, **kw)
+        elif type is bool and default is not None:
             kw.setdefault("action", argparse.BooleanOptionalAction)
-            self._group.add_argument(flag, default=default, help=help, **kw)
+            self._group.add_argument(*flags, default=default, help=help, **kw)
         else:
-            self._group.add_argument(flag, type=type, default=default, help=help, **kw)
+            self._group.add_argument(*flags, type=type, default=default, help=help, **kw)
         return self
 
 
@@ -102,6 +153,8 @@ class Extension:
     """What an extension of app_template implements (all three are optional).
 
     add_options(parser)          its command-line options (an argparse parser)
+    check_options(cfg)           after parsing: raise OptionError (or ValueError) for
+                                 a wrong combination; one line, exit status 1
     before_fork(shards, cfg)     runs once on shard 0 before the shards fork
                                  (resources every shard inherits)
     on_shard_start(cfg)          runs on every shard's reactor before the
@@ -116,6 +169,9 @@ class Extension:
     """
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def check_options(self, cfg) -> None:
         pass
 
     def before_fork(self, shards: int, cfg) -> None:
@@ -147,19 +203,20 @@ def _default_extensions() -> list:
 
 class app_template:  # noqa: N801 - Seastar's name
     def __init__(self, name: str | None = None, description: str | None = None, extensions=None) -> None:
-        self._parser = argparse.ArgumentParser(prog=name, description=description)
+        self._name = name
+        self._parser = _Parser(prog=name, description=description)
         g = self._parser.add_argument_group("Seastar options")
-        g.add_argument("-c", "--smp", type=int, default=None,
+        g.add_argument("-c", "--smp", type=positive_int, default=None,
                        help="number of shards (processes, one per CPU); default: all CPUs")
         g.add_argument("-m", "--memory", type=parse_memory_size, default=None,
                        help="memory for the application (k/M/G/T = powers of two), divided between shards")
         g.add_argument("--reserve-memory", type=parse_memory_size, default=512 << 20,
                        help="memory left to the OS when -m is not given (default 512M)")
-        g.add_argument("--task-quota-ms", type=float, default=0.5,
+        g.add_argument("--task-quota-ms", type=positive_float, default=0.5,
                        help="run ready continuations for at most this long before polling (ms)")
         g.add_argument("--poll-mode", action="store_true",
                        help="busy-poll instead of sleeping when idle")
-        g.add_argument("--idle-poll-time-us", type=float, default=200.0,
+        g.add_argument("--idle-poll-time-us", type=non_negative_float, default=200.0,
                        help="busy-poll this long before sleeping (µs; Seastar's default, 200)")
         self._extensions = list(_default_extensions() if extensions is None else extensions)
         for ext in self._extensions:
@@ -187,11 +244,21 @@ class app_template:  # noqa: N801 - Seastar's name
             argv, fn = None, argv
         if argv is None:
             argv = sys.argv
+        if self._name is None and argv:
+            self._parser.prog = os.path.basename(str(argv[0]))     # errors name the program run
+        prog = self._parser.prog
         try:
             ns = self._parser.parse_args(list(argv[1:]))
-        except SystemExit as e:  # --help, or a bad option (argparse printed why)
+            cfg = Configuration(vars(ns))
+            for ext in self._extensions:
+                check = getattr(ext, "check_options", None)
+                if check is not None:
+                    check(cfg)
+        except SystemExit as e:  # --help, --version
             return int(e.code or 0)
-        cfg = Configuration(vars(ns))
+        except ValueError as e:  # OptionError from parsing, or a check that said no
+            print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
+            return 1
         self._config = cfg
 
         cpus = sorted(os.sched_getaffinity(0))

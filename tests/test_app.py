@@ -59,8 +59,9 @@ def test_help_returns_zero(capsys):
         assert opt in out
 
 
-def test_bad_option_returns_2(capsys):
-    assert app_template().run(["prog", "--no-such-option"], make_ready_future) == 2
+def test_bad_option_is_one_line_and_returns_1(capsys):
+    assert app_template().run(["prog", "--no-such-option"], make_ready_future) == 1
+    assert capsys.readouterr().err == "prog: error: unrecognized arguments: --no-such-option\n"
 
 
 def test_failed_future_prints_and_returns_1(capsys):
@@ -106,6 +107,84 @@ def test_format_exception():
 
 
 def test_fault_options_are_checked(capsys):
-    assert app_template().run(["prog", "--fault-loss", "150"], make_ready_future) == 2
+    assert app_template().run(["prog", "--fault-loss", "150"], make_ready_future) == 1
     assert "a percentage is between 0 and 100" in capsys.readouterr().err
-    assert app_template().run(["prog", "--fault-delay-ms", "-1"], make_ready_future) == 2
+    assert app_template().run(["prog", "--fault-delay-ms", "-1"], make_ready_future) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-c", "0"], "argument -c/--smp: must be at least 1, not 0"),
+    (["-c", "two"], "argument -c/--smp: not a whole number: 'two'"),
+    (["--task-quota-ms", "-1"], "argument --task-quota-ms: must be a finite number above 0, not -1"),
+    (["--task-quota-ms", "nan"], "argument --task-quota-ms: must be a finite number above 0, not nan"),
+    (["--idle-poll-time-us", "-5"], "argument --idle-poll-time-us: must be a finite number >= 0, not -5"),
+    (["--idle-poll-time-us", "inf"], "argument --idle-poll-time-us: must be a finite number >= 0, not inf"),
+    (["-m", "lots"], "argument -m/--memory: invalid memory size 'lots' (use e.g. 512M, 2G, 1T)"),
+    (["--network-stack", "native", "--host-ipv4-addr", "10"],
+     "argument --host-ipv4-addr: invalid IPv4 address '10' (want a dotted quad such as 192.0.2.1)"),
+    (["--network-stack", "native", "--host-ipv4-addr", "192.0.2.2", "--netmask-ipv4-addr", "255.0.255.0"],
+     "argument --netmask-ipv4-addr: 255.0.255.0 is not a netmask (its one bits must be contiguous from the left)"),
+    (["--network-stack", "native", "--host-ipv4-addr", "192.0.2.2", "--gw-ipv4-addr", "198.51.100.1"],
+     "--gw-ipv4-addr 198.51.100.1 is outside our subnet 192.0.2.0/24"),
+    (["--network-stack", "native", "--host-ipv4-addr", "192.0.2.2", "--gw-ipv4-addr", "192.0.2.2"],
+     "--gw-ipv4-addr 192.0.2.2 is our own address"),
+    (["--network-stack", "native", "--host-ipv4-addr", "192.0.2.255"],
+     "--host-ipv4-addr 192.0.2.255 is the broadcast address of 192.0.2.0/24"),
+    (["--network-stack", "native", "--host-ipv4-addr", "224.0.0.1"], "--host-ipv4-addr 224.0.0.1 is not a host address"),
+    (["--network-stack", "native", "--hw-address", "ff:ff:ff:ff:ff:ff"],
+     "argument --hw-address: ff:ff:ff:ff:ff:ff is a broadcast address; a station needs a unicast one (first octet even)"),
+    (["--network-stack", "native", "--hw-address", "01:00:5e:00:00:01"],
+     "argument --hw-address: 01:00:5e:00:00:01 is a multicast address; a station needs a unicast one (first octet even)"),
+    (["--network-stack", "native", "--hw-address", "02:00:00:00:00"],
+     "argument --hw-address: invalid MAC address '02:00:00:00:00' (want six hex octets, 02:00:00:00:00:01)"),
+    (["--network-stack", "native", "--no-dhcp"], "--no-dhcp needs --host-ipv4-addr (no DHCP: the address must be given)"),
+    (["--network-stack", "native", "--dhcp", "--host-ipv4-addr", "192.0.2.2"],
+     "--dhcp and --host-ipv4-addr: choose one (the address comes from DHCP or from you)"),
+    (["--network-stack", "native", "--gw-ipv4-addr", "192.0.2.1"],
+     "--gw-ipv4-addr and --netmask-ipv4-addr need --host-ipv4-addr (DHCP provides them)"),
+    (["--tcp-congestion", "vegas"], "argument --tcp-congestion: invalid choice: 'vegas' (choose from 'newreno', 'cubic', 'bbr')"),
+])
+def test_wrong_options_are_one_line_errors_and_exit_status_1(capsys, argv, message):
+    """Every option is checked before anything starts: the function never runs,
+    the error is one line on stderr, no traceback, and run() returns 1."""
+    ran = []
+    assert app_template().run(["prog", *argv], lambda: ran.append(1)) == 1
+    assert ran == []
+    assert capsys.readouterr().err == f"prog: error: {message}\n"
+
+
+def test_a_wrong_option_from_the_command_line_is_one_line_and_status_1():
+    import subprocess
+    import sys
+    import os
+    ex = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "tutorial", "hello.py")
+    r = subprocess.run([sys.executable, ex, "-c", "0"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stderr == "hello.py: error: argument -c/--smp: must be at least 1, not 0\n"
+    assert "Traceback" not in r.stderr
+
+
+def test_user_options_switches_and_short_aliases(capsys):
+    """add_options() as Seastar's: ("flag", "help") is a switch that takes no
+    value, "size,s" gives the option a short alias."""
+    seen = {}
+
+    def f():
+        cfg = app.configuration()
+        seen.update(verbose=cfg["verbose"], size=cfg["size"], color=cfg["color"])
+        return make_ready_future()
+    app = app_template()
+    app.add_options()("verbose", "say more")("size,s", int, 10, "how many")("color", bool, True, "colours")
+    assert app.run(["prog", "-c1", "--verbose", "-s", "7", "--no-color"], f) == 0
+    assert seen == {"verbose": True, "size": 7, "color": False}
+    app = app_template()
+    app.add_options()("verbose", "say more")("size,s", int, 10, "how many")("color", bool, True, "colours")
+    assert app.run(["prog", "-c1"], f) == 0
+    assert seen == {"verbose": False, "size": 10, "color": True}
+    app = app_template()
+    app.add_options()("verbose", "say more")
+    assert app.run(["prog", "-c1", "--verbose", "hello"], f) == 1      # a switch does not swallow a value
+    assert capsys.readouterr().err.endswith("error: unrecognized arguments: hello\n")
+    app = app_template()
+    app.add_options()("size,s", int, 10, "how many")
+    app.run(["prog", "--help"], f)
+    assert "--size SIZE, -s SIZE  how many" in capsys.readouterr().out

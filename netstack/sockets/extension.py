@@ -16,12 +16,13 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
                    help="posix: the kernel's sockets; native: our userspace TCP/IP stack")
     g.add_argument("--tap-device", default="tap0", help="TAP device for the native stack")
     g.add_argument("--dev", default=None, help="interface for AF_PACKET (native stack) instead of a TAP")
-    g.add_argument("--host-ipv4-addr", default=None, help="our IPv4 address (native)")
-    g.add_argument("--gw-ipv4-addr", default=None, help="gateway IPv4 address (native)")
-    g.add_argument("--netmask-ipv4-addr", default=None, help="netmask (native)")
+    g.add_argument("--host-ipv4-addr", type=_ipv4, default=None, help="our IPv4 address (native)")
+    g.add_argument("--gw-ipv4-addr", type=_ipv4, default=None, help="gateway IPv4 address (native)")
+    g.add_argument("--netmask-ipv4-addr", type=_netmask, default=None, help="netmask (native; default 255.255.255.0)")
     g.add_argument("--dhcp", action=argparse.BooleanOptionalAction, default=None,
-                   help="obtain the address by DHCP (default unless --host-ipv4-addr is given)")
-    g.add_argument("--hw-address", default=None, help="MAC address of the native stack")
+                   help="obtain the address by DHCP (the default when --host-ipv4-addr is not given; "
+                        "--no-dhcp needs it)")
+    g.add_argument("--hw-address", type=_unicast_mac, default=None, help="MAC address of the native stack")
     g.add_argument("--pcap-out", default=None, help="record every frame to this pcap file")
     g.add_argument("--csum-offload", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--tso", action=argparse.BooleanOptionalAction, default=True)
@@ -50,6 +51,71 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--fault-seed", type=int, default=0, help="seed of the impairments (reproducible runs)")
     g.add_argument("--print-net-stats", action="store_true",
                    help="print the network stack's counters (one JSON line on stderr) at exit")
+
+
+def _ipv4(text: str) -> str:
+    from ..wire import ip_to_bytes
+    try:
+        ip_to_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _netmask(text: str) -> str:
+    from ..wire import ip_to_bytes
+    try:
+        m = int.from_bytes(ip_to_bytes(text), "big")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    inv = ~m & 0xFFFFFFFF
+    if inv & (inv + 1) or m == 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a netmask (its one bits must be contiguous from the left)")
+    return text
+
+
+def _unicast_mac(text: str) -> str:
+    from ..wire.ethernet import parse_mac
+    try:
+        mac = parse_mac(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if mac[0] & 1:
+        kind = "broadcast" if mac == b"\xff" * 6 else "multicast"
+        raise argparse.ArgumentTypeError(f"{text} is a {kind} address; a station needs a unicast one "
+                                         "(first octet even)")
+    if mac == bytes(6):
+        raise argparse.ArgumentTypeError("00:00:00:00:00:00 is not a station address")
+    return text
+
+
+def check_network_options(cfg) -> None:
+    """The combinations the native stack cannot honour, refused before anything starts."""
+    if cfg.get("network_stack") != "native":
+        return
+    import ipaddress
+    host, gw, mask, dhcp = (cfg.get(k) for k in ("host_ipv4_addr", "gw_ipv4_addr", "netmask_ipv4_addr", "dhcp"))
+    if dhcp and host:
+        raise ValueError("--dhcp and --host-ipv4-addr: choose one (the address comes from DHCP or from you)")
+    if dhcp is False and not host:
+        raise ValueError("--no-dhcp needs --host-ipv4-addr (no DHCP: the address must be given)")
+    if not host:
+        if gw or mask:
+            raise ValueError("--gw-ipv4-addr and --netmask-ipv4-addr need --host-ipv4-addr (DHCP provides them)")
+        return
+    net = ipaddress.IPv4Network(f"{host}/{mask or '255.255.255.0'}", strict=False)
+    addr = ipaddress.IPv4Address(host)
+    if addr.is_multicast or addr.is_unspecified or addr == ipaddress.IPv4Address("255.255.255.255"):
+        raise ValueError(f"--host-ipv4-addr {host} is not a host address")
+    if net.prefixlen < 31 and addr in (net.network_address, net.broadcast_address):
+        raise ValueError(f"--host-ipv4-addr {host} is the {'network' if addr == net.network_address else 'broadcast'} "
+                         f"address of {net}")
+    if gw:
+        g = ipaddress.IPv4Address(gw)
+        if g not in net:
+            raise ValueError(f"--gw-ipv4-addr {gw} is outside our subnet {net}")
+        if g == addr:
+            raise ValueError(f"--gw-ipv4-addr {gw} is our own address")
 
 
 def _percent(text: str) -> float:
@@ -87,6 +153,9 @@ def fault_wrapper(cfg, device):
 class NetworkExtension:
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         add_network_options(parser)
+
+    def check_options(self, cfg) -> None:
+        check_network_options(cfg)
 
     def before_fork(self, shards: int, cfg) -> None:
         if shards > 1 and cfg.get("network_stack") == "native":

@@ -46,8 +46,9 @@ def create_native_stack(reactor) -> "NativeStack":
     shard, nshards = this_shard_id(), smp.count
     if nshards > 1 and len(sharding.links) != nshards * (nshards - 1) // 2:
         raise RuntimeError("native stack on several shards: app_template did not prepare the shard links")
-    # As in Seastar: DHCP unless the address is given (which turns DHCP off).
-    use_dhcp = not cfg.get("host_ipv4_addr")
+    # DHCP unless the address is given; --dhcp/--no-dhcp as asked (check_network_options
+    # refused the contradictions)
+    use_dhcp = cfg.get("dhcp") if cfg.get("dhcp") is not None else not cfg.get("host_ipv4_addr")
     if cfg.get("tap_bridge") and (nshards > 1 or cfg.get("dev")):
         raise RuntimeError("--tap-bridge works with one shard on a TAP device")
     if nshards == 1 and cfg.get("tap_bridge"):

@@ -17,8 +17,9 @@ _HDR = struct.Struct("!6s6sH")
 
 def parse_mac(text: str) -> bytes:
     parts = text.replace("-", ":").split(":")
-    if len(parts) != 6:
-        raise ValueError(f"invalid MAC address {text!r}")
+    if len(parts) != 6 or not all(1 <= len(p) <= 2 and all(c in "0123456789abcdefABCDEF" for c in p)
+                                  for p in parts):
+        raise ValueError(f"invalid MAC address {text!r} (want six hex octets, 02:00:00:00:00:01)")
     return bytes(int(p, 16) for p in parts)
 
 

@@ -18,9 +18,16 @@ _HDR = struct.Struct("!BBHHHBBH4s4s")
 
 
 def ip_to_bytes(ip) -> bytes:
+    """'192.0.2.1' -> 4 bytes; only the dotted quad (inet_aton's short forms
+    made '10' into 0.0.0.10). A bad address is a ValueError."""
     if isinstance(ip, bytes):
+        if len(ip) != 4:
+            raise ValueError(f"an IPv4 address is 4 bytes, not {len(ip)}")
         return ip
-    return socket.inet_aton(str(ip))
+    try:
+        return socket.inet_pton(socket.AF_INET, str(ip))
+    except OSError:
+        raise ValueError(f"invalid IPv4 address {ip!r} (want a dotted quad such as 192.0.2.1)") from None
 
 
 def ip_to_str(ip: bytes) -> str:
