@@ -12,7 +12,8 @@ forbidden arrows:
   netstack.sharding -> reactor, netstack.sockets
 
 The protocol core is netstack minus sockets/ (the glue), sharding (devices of
-the shards) and testing/ (what tests import).
+the shards), testing/ (what tests import) and replay (testing's replay engine as
+a command).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("reactor", "netstack", "drivers", "frames")
-GLUE = ("netstack.sockets", "netstack.sharding", "netstack.testing")
+GLUE = ("netstack.sockets", "netstack.sharding", "netstack.testing", "netstack.replay")
 
 
 def _module_name(path: pathlib.Path) -> str:
