@@ -140,3 +140,19 @@ def test_a_plain_install_runs_pcap_out_and_the_example_tests(tmp_path):
         assert p.returncode == 0 and "Hello world" in p.stdout, p.stderr
     frames = read_pcap(str(cap))
     assert frames and all(len(f) >= 42 for _t, f in frames)        # the stack's ARP, as the wire saw it
+
+
+def test_replay_reads_pcapng(tmp_path, pcap_replay):
+    import dpkt
+    ng = tmp_path / "session.pcapng"
+    with open(ng, "wb") as f:
+        w = dpkt.pcapng.Writer(f)
+        for ts, frame in read_pcap(os.path.join(EXAMPLE, "session.pcap")):
+            w.writepkt(frame, ts)
+    sys.path.insert(0, EXAMPLE)
+    try:
+        from greeter import serve
+    finally:
+        sys.path.remove(EXAMPLE)
+    res = pcap_replay(str(ng), lambda: serve(7000))
+    assert res.stream_diffs() == [] and len(res.connections) == 1

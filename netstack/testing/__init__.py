@@ -117,10 +117,13 @@ class LinkPair:
 # ---- pcap replay ---------------------------------------------------------------------------
 
 def read_pcap(path: str) -> list:
-    """[(timestamp, frame bytes)] from a pcap file."""
+    """[(timestamp, frame bytes)] from a pcap or a pcapng file (by its magic)."""
     import dpkt
     with open(path, "rb") as f:
-        return [(ts, bytes(buf)) for ts, buf in dpkt.pcap.Reader(f)]
+        magic = f.read(4)
+        f.seek(0)
+        reader = dpkt.pcapng.Reader(f) if magic == b"\x0a\x0d\x0d\x0a" else dpkt.pcap.Reader(f)
+        return [(ts, bytes(buf)) for ts, buf in reader]
 
 
 def write_pcap(path: str, frames) -> None:
