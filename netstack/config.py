@@ -45,9 +45,9 @@ class TcpConfig:
 @dataclass
 class InterfaceConfig:
     mac: bytes
-    ip: bytes
-    netmask: bytes = b"\xff\xff\xff\x00"
-    gateway: bytes | None = None
+    ip: bytes | str                      # '192.0.2.2' or 4 bytes (bytes after __post_init__)
+    netmask: bytes | str = b"\xff\xff\xff\x00"
+    gateway: bytes | str | None = None
     mtu: int = 1500
     seed: int | None = None
     arp_timeout: float = 60.0          # a neighbour entry's lifetime

@@ -355,7 +355,10 @@ class _Run:
         r = self._make_reactor()
         mb = _smp._Mailbox(r, peers)
         _smp._install(shard, self.n, mb)
-        mb.on_stop = lambda code: (setattr(mb, "stopping", True), r.stop(code))
+        def on_stop(code: int) -> None:
+            mb.stopping = True
+            r.stop(code)
+        mb.on_stop = on_stop
         mb.on_peer_lost = lambda s: r.stop(1)
         _start_extensions(self.extensions, self.cfg).handle_exception(lambda e: print(
             f"shard {shard}: start-up failed: {format_exception(e)}", file=sys.stderr, flush=True))

@@ -31,6 +31,8 @@ as the single argument.
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 import traceback
 from collections import deque
@@ -93,7 +95,7 @@ class _FailureGuard:
     __slots__ = ("exc",)
 
     def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+        self.exc: BaseException | None = exc
 
     def __del__(self) -> None:
         exc = self.exc
@@ -111,11 +113,11 @@ class Future:
 
     def __init__(self) -> None:
         self._state = _PENDING
-        self._result = None
-        self._cb = None
-        self._cbarg = None
+        self._result: Any = None
+        self._cb: Any = None
+        self._cbarg: Any = None
         self._used = False
-        self._guard = None
+        self._guard: Any = None
 
     # ---- inspection -----------------------------------------------------
     def available(self) -> bool:

@@ -9,6 +9,8 @@ futures never starves timers or pollers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import enum
 from types import CoroutineType
 
@@ -200,7 +202,7 @@ class _Counter:
 
     def __init__(self) -> None:
         self.pending = 0
-        self.exc = None
+        self.exc: Any = None
         self.out = Future()
         self.done_adding = False
 

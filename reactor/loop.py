@@ -21,6 +21,8 @@ saves an epoll round per operation on busy sockets.
 
 from __future__ import annotations
 
+from typing import Any
+
 import errno
 import logging
 import select
@@ -71,7 +73,7 @@ class PollableFd:
         self._reactor = reactor
         self._rready = True
         self._wready = True
-        self._rwait: Future | None = None
+        self._rwait: Any = None     # a Future, or an on_readable() callback
         self._wwait: Future | None = None
         self._closed = False
         self._hup = False   # the peer hung up: reads never block again (EOF or error pending)
@@ -150,7 +152,7 @@ class Reactor:
     def __init__(self, clock=None, task_quota: float = 0.0005, poll_mode: bool = False,
                  idle_poll_time: float = 0.0) -> None:
         global _current
-        self._clock = clock or MonotonicClock()
+        self._clock: Any = clock or MonotonicClock()
         self.now = self._clock.now
         self.task_quota = float(task_quota)
         self.poll_mode = bool(poll_mode)
@@ -162,6 +164,7 @@ class Reactor:
         self._stop_requested = False
         self._exit_code = 0
         self.config: dict = {}
+        self.network_stack: Any = None    # the socket API's stack on this shard (netstack sets it)
         self._at_exit: list = []
         self._stats = {"tasks": 0, "turns": 0, "sleeps": 0, "timers_fired": 0, "preemptions": 0}
         self._wake_r, self._wake_w = socket.socketpair()

@@ -23,6 +23,8 @@ the application with an error.
 
 from __future__ import annotations
 
+from typing import Any
+
 import ctypes
 import itertools
 import logging
@@ -116,7 +118,7 @@ class _Peer:
     def __init__(self, shard: int, sock: socket.socket) -> None:
         self.shard = shard
         self.sock = sock
-        self.pfd = None
+        self.pfd: Any = None
         self.out: list = []
         self.inbuf = bytearray()
         self.closed = False
@@ -128,11 +130,11 @@ class _Mailbox:
     def __init__(self, reactor, peers: dict[int, socket.socket]) -> None:
         self.reactor = reactor
         self.peers = {s: _Peer(s, sock) for s, sock in peers.items()}
-        self.pending: dict[int, Future] = {}
+        self.pending: dict[int, tuple] = {}
         self.ids = itertools.count(1)
         self.stopping = False
-        self.on_peer_lost = None  # fn(shard)
-        self.on_stop = None  # fn(code)
+        self.on_peer_lost: Any = None  # fn(shard)
+        self.on_stop: Any = None  # fn(code)
         self.stats = {"sent": 0, "received": 0}
         for p in self.peers.values():
             p.sock.setblocking(False)

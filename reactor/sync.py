@@ -6,6 +6,8 @@ They coordinate *fibers* (chains of continuations) that interleave.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections import deque
 
 from .future import Future, _failed, futurize, make_exception_future, make_ready_future
@@ -437,7 +439,7 @@ class shared_promise:  # noqa: N801
 
     def __init__(self) -> None:
         self._state = 0
-        self._result = None
+        self._result: Any = None
         self._waiters: list = []
 
     def get_shared_future(self) -> Future:
@@ -479,7 +481,7 @@ class AbortRequestedError(RuntimeError):
 
 class _Subscription:
     def __init__(self, src: "abort_source", fn) -> None:
-        self._src = src
+        self._src: Any = src
         self._fn = fn
 
     def unsubscribe(self) -> None:
@@ -497,7 +499,7 @@ class _Subscription:
 class abort_source:  # noqa: N801
     def __init__(self) -> None:
         self._subs: list = []
-        self._exc: BaseException | None = None
+        self._exc: Any = None
         self._requested = False
 
     def subscribe(self, fn):
@@ -534,7 +536,10 @@ def with_timeout(timeout, f: Future) -> Future:
     if f._state:
         return f
     out = Future()
-    t = Timer(lambda: (not out._state) and out._set_exception(TimedOutError()))
+    def expire() -> None:
+        if not out._state:
+            out._set_exception(TimedOutError())
+    t = Timer(expire)
     t.arm(to_seconds(timeout))
 
     def done(src: Future):
@@ -557,7 +562,12 @@ def sleep_abortable(duration, source: abort_source) -> Future:
     if source.abort_requested():
         return make_exception_future(source._exc)
     sub = None
-    t = Timer(lambda: (sub and sub.unsubscribe(), out._state or out._set_value(None)))
+    def wake() -> None:
+        if sub:
+            sub.unsubscribe()
+        if not out._state:
+            out._set_value(None)
+    t = Timer(wake)
 
     def on_abort(exc):
         t.cancel()

@@ -7,6 +7,8 @@ when the reactor would otherwise sleep) and get fully deterministic timing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import datetime
 import heapq
 import itertools
@@ -107,8 +109,8 @@ class Timer:
     def __init__(self, callback=None, reactor=None) -> None:
         from .loop import engine
         self._callback = callback
-        self._entry = None
-        self._period = None
+        self._entry: Any = None
+        self._period: Any = None
         self._reactor = reactor or engine()
 
     def set_callback(self, callback) -> None:

@@ -156,3 +156,12 @@ def test_replay_reads_pcapng(tmp_path, pcap_replay):
         sys.path.remove(EXAMPLE)
     res = pcap_replay(str(ng), lambda: serve(7000))
     assert res.stream_diffs() == [] and len(res.connections) == 1
+
+
+def test_the_option_reference_is_generated_and_current():
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "options_reference.py"), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    text = open(os.path.join(ROOT, "docs", "options.md")).read()
+    for opt in ("`-c`, `--smp`", "`--tcp-congestion`", "`--fault-loss`", "`--hw-address` | unicast MAC"):
+        assert opt in text

@@ -87,7 +87,7 @@ class temporary_buffer:  # noqa: N801 - Seastar's name
         except TypeError:
             return NotImplemented
 
-    __hash__ = None  # mutable-view semantics
+    __hash__ = None  # type: ignore[assignment]  # mutable-view semantics
 
     def share(self, pos: int = 0, length: int | None = None) -> "temporary_buffer":
         """Another buffer over (part of) the same memory."""
@@ -166,7 +166,7 @@ def make_ipv4_address(a, port: int | None = None) -> socket_address:
         ip, _, ps = a.rpartition(":")
         p = int(ps)
     else:
-        ip, p = a, port
+        ip, p = a, port  # type: ignore[assignment]
     ip = str(ipaddress.IPv4Address(ip))
     if not isinstance(p, int) or not 0 <= p <= 65535:
         raise ValueError(f"invalid port {p!r}")
@@ -184,7 +184,7 @@ class listen_options:  # noqa: N801
 class keepalive_params(NamedTuple):  # noqa: N801
     idle: float = 7200.0
     interval: float = 75.0
-    count: int = 9
+    count: int = 9  # type: ignore[assignment]  # (shadows tuple.count, as the tutorial names it)
 
 
 class accept_result(NamedTuple):  # noqa: N801

@@ -24,9 +24,12 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
                         "--no-dhcp needs it)")
     g.add_argument("--hw-address", type=_unicast_mac, default=None, help="MAC address of the native stack")
     g.add_argument("--pcap-out", default=None, help="record every frame to this pcap file")
-    g.add_argument("--csum-offload", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--tso", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--lro", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--csum-offload", action=argparse.BooleanOptionalAction, default=True,
+                   help="native: the device computes and checks TCP/UDP checksums (TAP/AF_PACKET virtio header)")
+    g.add_argument("--tso", action=argparse.BooleanOptionalAction, default=True,
+                   help="native: hand the device TCP segments of up to 64 KB to cut to the MSS")
+    g.add_argument("--lro", action=argparse.BooleanOptionalAction, default=True,
+                   help="native: take merged (GRO) TCP segments of up to 64 KB from the device")
     g.add_argument("--kernel-steering", action=argparse.BooleanOptionalAction, default=True,
                    help="native, several shards: have the kernel deliver each flow to its shard with our RSS "
                         "hash (eBPF on a multi-queue TAP, classic BPF for AF_PACKET fanout); off: the "

@@ -196,7 +196,8 @@ class Replay:
 
     def run(self) -> "Replay":
         t0 = self.frames[0][0] if self.frames else 0.0
-        self._our_isn, self._their_isn = {}, {}
+        self._our_isn: dict = {}
+        self._their_isn: dict = {}
         for ts, frame in self.frames:
             if self._ours(frame):
                 self.expected.append((ts - t0, frame))

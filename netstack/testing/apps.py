@@ -57,9 +57,11 @@ class AppLink:
         self.reactor = r = Reactor(clock=ManualClock(autojump=True))
         self.frames: list = []
         a, b = LoopbackDevice.pair()
-        imp = dict(drop=loss, duplicate=duplicate, reorder=reorder, corrupt=corrupt, delay=delay, clock=r.now)
-        da = _Tape(FaultInjecting(a, seed=seed * 2 + 1, **imp), r.now, self.frames)
-        db = _Tape(FaultInjecting(b, seed=seed * 2 + 2, **imp), r.now, self.frames)
+        def faults(dev, s):
+            return FaultInjecting(dev, seed=s, drop=loss, duplicate=duplicate, reorder=reorder, corrupt=corrupt,
+                                  delay=delay, clock=r.now)
+        da = _Tape(faults(a, seed * 2 + 1), r.now, self.frames)
+        db = _Tape(faults(b, seed * 2 + 2), r.now, self.frames)
         self.client = NativeStack(r, da, InterfaceConfig(mac=a.mac, ip=self.client_ip, seed=seed * 2 + 1,
                                                          **(client_config or {})))
         self.server = NativeStack(r, db, InterfaceConfig(mac=b.mac, ip=self.server_ip, seed=seed * 2 + 2,
@@ -111,6 +113,11 @@ class AppLink:
         self.reactor.close()
 
 
+class _Thread(threading.Thread):
+    result: Any = None
+    error: BaseException | None = None
+
+
 class LiveStack:
     """The native stack on a TAP device in a network namespace made for it (and
     removed by close()), in this process: the kernel side of the TAP has
@@ -147,7 +154,7 @@ class LiveStack:
             self.lab.close()
             raise
 
-    def in_namespace(self, fn: Callable[[], Any]) -> "threading.Thread":
+    def in_namespace(self, fn: Callable[[], Any]) -> "_Thread":
         """Run fn() in a thread inside the namespace (the kernel's side); the
         thread's result or exception is in .result / .error after join()."""
         from pyroute2 import netns
@@ -160,8 +167,7 @@ class LiveStack:
                 t.error = e
             finally:
                 netns.popns()
-        t = threading.Thread(target=body, daemon=True)
-        t.result, t.error = None, None
+        t = _Thread(target=body, daemon=True)
         t.start()
         return t
 

@@ -56,7 +56,7 @@ class _CaptureDevice(Device):
         self.clock = clock
         self.inbox: list = []
         self.sent: list = []        # (time, frame bytes)
-        self.on_send = None
+        self.on_send: Callable[[bytes], None] | None = None
 
     def inject(self, frame: bytes) -> None:
         self.inbox.append(frame)
