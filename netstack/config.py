@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from .wire import ip_to_bytes, parse_mac
 
 
+__all__ = ["TcpConfig", "InterfaceConfig"]
+
+
 @dataclass
 class TcpConfig:
     mss: int | None = None             # default: MTU - 40

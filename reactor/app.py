@@ -30,6 +30,8 @@ app_template through this generic hook.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import argparse
 import gc
 import os
@@ -202,7 +204,7 @@ def _default_extensions() -> list:
 
 
 class app_template:  # noqa: N801 - Seastar's name
-    def __init__(self, name: str | None = None, description: str | None = None, extensions=None) -> None:
+    def __init__(self, name: str | None = None, description: str | None = None, extensions: Any = None) -> None:
         self._name = name
         self._parser = _Parser(prog=name, description=description)
         g = self._parser.add_argument_group("Seastar options")
@@ -239,7 +241,7 @@ class app_template:  # noqa: N801 - Seastar's name
         return self._config
 
     # ---- running -------------------------------------------------------------
-    def run(self, argv=None, fn=None) -> int:
+    def run(self, argv: Any = None, fn: Callable[..., Any] | None = None) -> int:
         if fn is None and callable(argv):
             argv, fn = None, argv
         if argv is None:

@@ -31,7 +31,7 @@ as the single argument.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import logging
 import traceback
@@ -200,7 +200,7 @@ class Future:
             _schedule((cb, self))
 
     # ---- consumption ------------------------------------------------------
-    def get(self):
+    def get(self) -> Any:
         """The value, or raise the stored exception. Consumes the future."""
         if not self._state:
             raise FutureError("future not available: get() on a pending future")
@@ -224,7 +224,7 @@ class Future:
         """A future<> that resolves when this one does, failing if it fails."""
         return self.then(_discard)
 
-    def then(self, fn) -> "Future":
+    def then(self, fn: Callable[..., Any]) -> "Future":
         """Run fn(value) (fn() for a None value) once this future has a value.
 
         The result is a future of fn's result: a Future returned by fn is
@@ -278,7 +278,7 @@ class Future:
         self._used = True
         return out
 
-    def then_wrapped(self, fn) -> "Future":
+    def then_wrapped(self, fn: Callable[..., Any]) -> "Future":
         """Run fn(self) once this future is ready, whether it holds a value or an
         exception. fn owns the future: it may call get() on it once."""
         global _depth
@@ -308,16 +308,16 @@ class Future:
             guard.exc = None
             self._guard = None
 
-    def finally_(self, fn) -> "Future":
+    def finally_(self, fn: Callable[..., Any]) -> "Future":
         """Run fn() whatever the outcome; keep this future's outcome unless the
         cleanup (or the future it returns) fails."""
         return self.then_wrapped(lambda f: _finally_body(f, fn))
 
-    def handle_exception(self, fn) -> "Future":
+    def handle_exception(self, fn: Callable[..., Any]) -> "Future":
         """On failure, the result of fn(exc) becomes the value; a value passes through."""
         return self.then_wrapped(lambda f: _handle_body(f, fn, BaseException))
 
-    def handle_exception_type(self, exc_type, fn) -> "Future":
+    def handle_exception_type(self, exc_type: Any, fn: Callable[..., Any]) -> "Future":
         """Like handle_exception, only for exceptions of exc_type."""
         return self.then_wrapped(lambda f: _handle_body(f, fn, exc_type))
 
@@ -485,7 +485,7 @@ class Task(Future):
 
     __slots__ = ("_coro",)
 
-    def __init__(self, coro) -> None:
+    def __init__(self, coro: Any) -> None:
         Future.__init__(self)
         self._coro = coro
         self._step()
@@ -552,7 +552,7 @@ class Promise:
             raise FutureError("promise already satisfied and its future gone")
         return f
 
-    def set_value(self, value=None) -> None:
+    def set_value(self, value: Any = None) -> None:
         f = self._future
         if f is None or f._state:
             raise FutureError("promise already satisfied")
@@ -581,7 +581,7 @@ class Promise:
 _new_future = object.__new__
 
 
-def make_ready_future(value=None) -> Future:
+def make_ready_future(value: Any = None) -> Future:
     f = _new_future(Future)
     f._state = _VALUE
     f._result = value
@@ -596,7 +596,7 @@ def make_exception_future(exc: BaseException) -> Future:
     return _failed(exc)
 
 
-def as_future(x) -> Future:
+def as_future(x: Any) -> Future:
     """A Future for x: a Future itself, a coroutine as a task, a value as ready."""
     if isinstance(x, Future):
         return x
@@ -605,7 +605,7 @@ def as_future(x) -> Future:
     return make_ready_future(x)
 
 
-def futurize(fn, *args) -> Future:
+def futurize(fn: Callable[..., Any], *args) -> Future:
     """Call fn(*args) and return its outcome as a future (exceptions included)."""
     try:
         r = fn(*args)
@@ -622,6 +622,6 @@ class _Yield:
             yield make_ready_future()
 
 
-def maybe_yield():
+def maybe_yield() -> Any:
     """`await maybe_yield()`: give the reactor a turn if the task quota is used up."""
     return _Yield()

@@ -9,7 +9,7 @@ futures never starves timers or pollers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import enum
 from types import CoroutineType
@@ -110,7 +110,7 @@ class _Repeat(_Loop):
         return bool(value)
 
 
-def repeat(action) -> Future:
+def repeat(action: Callable[..., Any]) -> Future:
     """Call action() until it returns (a future of) stop_iteration.yes."""
     return _Repeat(action).start()
 
@@ -125,7 +125,7 @@ class _RepeatUntilValue(_Loop):
         self.out._set_value(value)
 
 
-def repeat_until_value(action) -> Future:
+def repeat_until_value(action: Callable[..., Any]) -> Future:
     """Call action() until it returns a value other than None; resolve with it."""
     return _RepeatUntilValue(action).start()
 
@@ -137,7 +137,7 @@ class _KeepDoing(_Loop):
         return False
 
 
-def keep_doing(action) -> Future:
+def keep_doing(action: Callable[..., Any]) -> Future:
     """Call action() forever; the future resolves only with the first failure."""
     return _KeepDoing(action).start()
 
@@ -163,7 +163,7 @@ class _DoUntil(_Loop):
         return bool(self.stop_cond())
 
 
-def do_until(stop_cond, action) -> Future:
+def do_until(stop_cond: Callable[..., Any], action: Callable[..., Any]) -> Future:
     """While not stop_cond(): await action()."""
     return _DoUntil(stop_cond, action).start()
 
@@ -189,7 +189,7 @@ def _false(*_a):
     return False
 
 
-def do_for_each(iterable, fn) -> Future:
+def do_for_each(iterable: Iterable[Any], fn: Callable[..., Any]) -> Future:
     """Call fn(item) for each item, one after the other."""
     return _ForEach(iterable, fn).start()
 
@@ -231,7 +231,7 @@ class _Counter:
                 self.out._set_value(None)
 
 
-def parallel_for_each(iterable, fn) -> Future:
+def parallel_for_each(iterable: Iterable[Any], fn: Callable[..., Any]) -> Future:
     """Start fn(item) for every item at once; resolve when all finish (failing
     with the first exception, after every invocation has finished)."""
     c = _Counter()
@@ -242,7 +242,7 @@ def parallel_for_each(iterable, fn) -> Future:
     return c.out
 
 
-def max_concurrent_for_each(iterable, max_concurrent: int, fn) -> Future:
+def max_concurrent_for_each(iterable: Iterable[Any], max_concurrent: int, fn: Callable[..., Any]) -> Future:
     """Like parallel_for_each with at most max_concurrent invocations in flight."""
     if max_concurrent < 1:
         raise ValueError("max_concurrent must be >= 1")
@@ -353,7 +353,7 @@ def when_any(*futures) -> Future:
     return out
 
 
-def map_reduce(iterable, mapper, initial, reducer) -> Future:
+def map_reduce(iterable: Iterable[Any], mapper: Callable[..., Any], initial: Any, reducer: Callable[..., Any]) -> Future:
     """Run mapper(item) for all items in parallel; fold the results with
     reducer(acc, value) as they arrive, starting from initial."""
     acc = [initial]
@@ -369,7 +369,7 @@ def map_reduce(iterable, mapper, initial, reducer) -> Future:
     return c.out.then(lambda: acc[0])
 
 
-def do_with(*args):
+def do_with(*args) -> Future:
     """do_with(obj1, obj2, ..., fn): call fn(obj1, obj2, ...) and keep the
     objects alive until the future it returns resolves."""
     if not args or not callable(args[-1]):

@@ -21,7 +21,7 @@ saves an epoll round per operation on busy sockets.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import errno
 import logging
@@ -94,7 +94,7 @@ class PollableFd:
         f = self._wwait = Future()
         return f
 
-    def on_readable(self, cb) -> None:
+    def on_readable(self, cb: Callable[..., Any]) -> None:
         """Call cb(None) once, from the reactor's fd polling, when the fd becomes
         readable (cb(exc) if it is closed first). For I/O objects that read and
         resolve their own future in one step, saving readable()'s future and the
@@ -149,7 +149,7 @@ class PollableFd:
 
 
 class Reactor:
-    def __init__(self, clock=None, task_quota: float = 0.0005, poll_mode: bool = False,
+    def __init__(self, clock: Any = None, task_quota: float = 0.0005, poll_mode: bool = False,
                  idle_poll_time: float = 0.0) -> None:
         global _current
         self._clock: Any = clock or MonotonicClock()
@@ -191,16 +191,16 @@ class Reactor:
             except (OSError, ValueError):
                 pass
 
-    def add_poller(self, poller) -> None:
+    def add_poller(self, poller: Any) -> None:
         """poller.poll() is called every turn; returns True if it did work.
         Optional poller.idle_timeout() -> seconds or None bounds the sleep."""
         self._pollers.append(poller)
 
-    def remove_poller(self, poller) -> None:
+    def remove_poller(self, poller: Any) -> None:
         if poller in self._pollers:
             self._pollers.remove(poller)
 
-    def at_exit(self, fn) -> None:
+    def at_exit(self, fn: Callable[..., Any]) -> None:
         """Run fn() (may return a future) when the application stops."""
         self._at_exit.append(fn)
 
@@ -211,7 +211,7 @@ class Reactor:
         except (BlockingIOError, OSError):
             pass
 
-    def handle_signal(self, signum: int, fn) -> None:
+    def handle_signal(self, signum: int, fn: Callable[..., Any]) -> None:
         """Run fn() on the reactor when signum arrives."""
         def handler(_s, _frame):
             _fut._schedule((_call0, fn))
@@ -228,7 +228,7 @@ class Reactor:
                     timers=len(self._timers))
 
     # ---- running ----------------------------------------------------------
-    def run(self, fn_or_future=None):
+    def run(self, fn_or_future: Any = None) -> Any:
         """Run until the future (or the outcome of calling fn / the coroutine)
         resolves; return its value or raise its exception. Raises
         ReactorStopped if stop() came first."""

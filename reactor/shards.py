@@ -23,7 +23,7 @@ the application with an error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import ctypes
 import itertools
@@ -65,7 +65,7 @@ class _Smp:
     count = 1
 
     @staticmethod
-    def submit_to(shard: int, fn, *args) -> Future:
+    def submit_to(shard: int, fn: Callable[..., Any], *args) -> Future:
         """Run fn(*args) on `shard`; a future of its result (exceptions cross too)."""
         if shard == _shard_id:
             return futurize(fn, *args)
@@ -76,13 +76,13 @@ class _Smp:
         return _mailbox.call(shard, fn, args)
 
     @staticmethod
-    def invoke_on_all(fn, *args) -> Future:
+    def invoke_on_all(fn: Callable[..., Any], *args) -> Future:
         """Run fn(*args) on every shard; resolves when all are done."""
         from .idioms import parallel_for_each
         return parallel_for_each(range(_Smp.count), lambda s: _Smp.submit_to(s, fn, *args))
 
     @staticmethod
-    def invoke_on_others(fn, *args) -> Future:
+    def invoke_on_others(fn: Callable[..., Any], *args) -> Future:
         from .idioms import parallel_for_each
         return parallel_for_each([s for s in range(_Smp.count) if s != _shard_id],
                                  lambda s: _Smp.submit_to(s, fn, *args))
@@ -317,7 +317,7 @@ class sharded:  # noqa: N801 - Seastar's name
     instance's stop() (if any) and drops it.
     """
 
-    def __init__(self, service_class) -> None:
+    def __init__(self, service_class: Any) -> None:
         self._cls = service_class
         self._id = next(_service_ids) * 1000 + _shard_id  # unique across shards' creators
         self._started = False
@@ -330,24 +330,24 @@ class sharded:  # noqa: N801 - Seastar's name
         self._started = False
         return smp.invoke_on_all(_svc_stop, self._id)
 
-    def local(self):
+    def local(self) -> Any:
         inst = _services.get(self._id)
         if inst is None:
             raise RuntimeError("sharded service not started on this shard")
         return inst
 
-    def invoke_on(self, shard: int, fn, *args) -> Future:
+    def invoke_on(self, shard: int, fn: Callable[..., Any], *args) -> Future:
         return smp.submit_to(shard, _svc_call, self._id, fn, args)
 
-    def invoke_on_all(self, fn, *args) -> Future:
+    def invoke_on_all(self, fn: Callable[..., Any], *args) -> Future:
         return smp.invoke_on_all(_svc_call, self._id, fn, args)
 
-    def map_reduce(self, reducer, initial, fn, *args) -> Future:
+    def map_reduce(self, reducer: Callable[..., Any], initial: Any, fn: Callable[..., Any], *args) -> Future:
         """Fold fn(instance, *args) from every shard with reducer(acc, value)."""
         from .idioms import map_reduce
         return map_reduce(range(smp.count), lambda s: self.invoke_on(s, fn, *args), initial, reducer)
 
-    def map(self, fn, *args) -> Future:
+    def map(self, fn: Callable[..., Any], *args) -> Future:
         """A future of [fn(instance, *args) for each shard], in shard order."""
         from .idioms import when_all_succeed
         return when_all_succeed([self.invoke_on(s, fn, *args) for s in range(smp.count)])

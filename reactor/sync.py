@@ -6,7 +6,7 @@ They coordinate *fibers* (chains of continuations) that interleave.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from collections import deque
 
@@ -57,7 +57,7 @@ class semaphore:  # noqa: N801 - Seastar's names
             return True
         return False
 
-    def wait(self, units: int = 1, timeout=None) -> Future:
+    def wait(self, units: int = 1, timeout: float | None = None) -> Future:
         if self._broken is not None:
             return make_exception_future(self._broken)
         if not self._waiters and self._count >= units:
@@ -137,12 +137,12 @@ class semaphore_units:  # noqa: N801
             self.return_all()
 
 
-def get_units(sem: semaphore, units: int = 1, timeout=None) -> Future:
+def get_units(sem: semaphore, units: int = 1, timeout: float | None = None) -> Future:
     """A future of semaphore_units that gives the units back when released."""
     return sem.wait(units, timeout).then(lambda: semaphore_units(sem, units))
 
 
-def with_semaphore(sem: semaphore, units: int, fn, timeout=None) -> Future:
+def with_semaphore(sem: semaphore, units: int, fn: Callable[..., Any], timeout: float | None = None) -> Future:
     """Run fn() holding `units` of sem; release them whatever fn's outcome."""
     def run():
         return futurize(fn).finally_(lambda: sem.signal(units))
@@ -205,7 +205,7 @@ def _forward_to(f: Future) -> None:
     out._set_value(None)
 
 
-def with_gate(g: gate, fn) -> Future:
+def with_gate(g: gate, fn: Callable[..., Any]) -> Future:
     try:
         g.enter()
     except GateClosedError as e:
@@ -223,7 +223,7 @@ class condition_variable:  # noqa: N801
         self._waiters: deque = deque()
         self._broken: BaseException | None = None
 
-    def wait(self, pred=None, timeout=None) -> Future:
+    def wait(self, pred: Callable[..., Any] | None = None, timeout: float | None = None) -> Future:
         """Wait for signal() (or, with pred, until pred() is true)."""
         if self._broken is not None:
             return make_exception_future(self._broken)
@@ -290,7 +290,7 @@ class queue:  # noqa: N801
     def full(self) -> bool:
         return len(self._items) >= self._max
 
-    def push(self, item) -> bool:
+    def push(self, item: Any) -> bool:
         """Push without waiting; False if full."""
         if self._exc is not None:
             raise self._exc
@@ -303,7 +303,7 @@ class queue:  # noqa: N801
             sp.set_value(None)
         return True
 
-    def pop(self):
+    def pop(self) -> Any:
         """Pop without waiting (IndexError if empty)."""
         item = self._items.popleft()
         sp = self._not_full
@@ -330,7 +330,7 @@ class queue:  # noqa: N801
             self._not_full = shared_promise()
         return self._not_full.get_shared_future()
 
-    def push_eventually(self, item) -> Future:
+    def push_eventually(self, item: Any) -> Future:
         if self._exc is not None:
             return make_exception_future(self._exc)
         if self.push(item):
@@ -403,7 +403,7 @@ class pipe_writer:  # noqa: N801
     def __init__(self, buf: _PipeBuffer) -> None:
         self._buf = buf
 
-    def write(self, item) -> Future:
+    def write(self, item: Any) -> Future:
         b = self._buf
         if not b.read_open:
             return make_exception_future(BrokenPipe())
@@ -451,7 +451,7 @@ class shared_promise:  # noqa: N801
         self._waiters.append(f)
         return f
 
-    def set_value(self, value=None) -> None:
+    def set_value(self, value: Any = None) -> None:
         if self._state:
             raise RuntimeError("shared_promise already satisfied")
         self._state, self._result = 1, value
@@ -480,7 +480,7 @@ class AbortRequestedError(RuntimeError):
 
 
 class _Subscription:
-    def __init__(self, src: "abort_source", fn) -> None:
+    def __init__(self, src: "abort_source | None", fn: Callable[..., Any]) -> None:
         self._src: Any = src
         self._fn = fn
 
@@ -502,7 +502,7 @@ class abort_source:  # noqa: N801
         self._exc: Any = None
         self._requested = False
 
-    def subscribe(self, fn):
+    def subscribe(self, fn: Callable[..., Any]) -> Any:
         """fn(exc) is called on request_abort(); returns a subscription
         (falsy if the abort already happened, in which case fn is not called)."""
         if self._requested:
@@ -529,7 +529,7 @@ class abort_source:  # noqa: N801
             raise self._exc
 
 
-def with_timeout(timeout, f: Future) -> Future:
+def with_timeout(timeout: float | None, f: Future) -> Future:
     """f's outcome, or TimedOutError if it is not ready within `timeout`
     seconds (timedelta accepted). f keeps running; its late outcome is dropped."""
     from .time import Timer
@@ -555,7 +555,7 @@ def with_timeout(timeout, f: Future) -> Future:
     return out
 
 
-def sleep_abortable(duration, source: abort_source) -> Future:
+def sleep_abortable(duration: float, source: abort_source) -> Future:
     """sleep() that fails with AbortRequestedError when `source` aborts."""
     from .time import Timer
     out = Future()

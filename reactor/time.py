@@ -7,7 +7,7 @@ when the reactor would otherwise sleep) and get fully deterministic timing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import datetime
 import heapq
@@ -19,7 +19,7 @@ from .future import Future, make_exception_future
 __all__ = ["MonotonicClock", "ManualClock", "Timer", "TimerHeap", "sleep", "to_seconds"]
 
 
-def to_seconds(d) -> float:
+def to_seconds(d: Any) -> float:
     """Seconds as float from a number or a datetime.timedelta."""
     if isinstance(d, datetime.timedelta):
         return d.total_seconds()
@@ -52,7 +52,7 @@ class ManualClock:
     def now(self) -> float:
         return self._now
 
-    def advance(self, seconds) -> None:
+    def advance(self, seconds: float) -> None:
         s = to_seconds(seconds)
         if s < 0:
             raise ValueError("a clock cannot go backwards")
@@ -106,17 +106,17 @@ class Timer:
 
     __slots__ = ("_callback", "_entry", "_period", "_reactor")
 
-    def __init__(self, callback=None, reactor=None) -> None:
+    def __init__(self, callback: Callable[..., Any] | None = None, reactor: Any = None) -> None:
         from .loop import engine
         self._callback = callback
         self._entry: Any = None
         self._period: Any = None
         self._reactor = reactor or engine()
 
-    def set_callback(self, callback) -> None:
+    def set_callback(self, callback: Callable[..., Any]) -> None:
         self._callback = callback
 
-    def arm(self, delay=None, *, at: float | None = None, period=None) -> None:
+    def arm(self, delay: float | None = None, *, at: float | None = None, period: float | None = None) -> None:
         """Arm to fire after `delay` seconds (or at absolute reactor time `at`);
         with `period`, fire again every `period` seconds."""
         if self._entry is not None:
@@ -126,10 +126,10 @@ class Timer:
         self._period = to_seconds(period) if period is not None else None
         self._entry = r._timers.add(deadline, Timer._fire, self)
 
-    def arm_periodic(self, period) -> None:
+    def arm_periodic(self, period: float) -> None:
         self.arm(period, period=period)
 
-    def rearm(self, delay=None, *, at: float | None = None, period=None) -> None:
+    def rearm(self, delay: float | None = None, *, at: float | None = None, period: float | None = None) -> None:
         self.cancel()
         self.arm(delay, at=at, period=period)
 
@@ -162,7 +162,7 @@ class Timer:
                 logging.getLogger("seastar").exception("timer callback failed")
 
 
-def sleep(duration) -> Future:
+def sleep(duration: float) -> Future:
     """A future<> that resolves after `duration` (seconds or timedelta)."""
     from .loop import engine
     try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from reactor import engine
 from reactor import future as _fut
@@ -50,11 +50,11 @@ class temporary_buffer:  # noqa: N801 - Seastar's name
 
     __slots__ = ("view",)
 
-    def __init__(self, data=b"") -> None:
+    def __init__(self, data: Any = b"") -> None:
         self.view = data if isinstance(data, memoryview) else memoryview(data)
 
     @classmethod
-    def copy_of(cls, data) -> "temporary_buffer":
+    def copy_of(cls, data: Any) -> "temporary_buffer":
         return cls(bytes(data))
 
     def get(self) -> memoryview:
@@ -148,7 +148,7 @@ class socket_address(NamedTuple):  # noqa: N801
 ipv4_addr = socket_address
 
 
-def make_ipv4_address(a, port: int | None = None) -> socket_address:
+def make_ipv4_address(a: Any, port: int | None = None) -> socket_address:
     """make_ipv4_address(1234) (any address), make_ipv4_address('192.0.2.1', 80),
     make_ipv4_address(('192.0.2.1', 80)), or '192.0.2.1:80'."""
     if isinstance(a, socket_address):
@@ -195,7 +195,7 @@ class accept_result(NamedTuple):  # noqa: N801
 class input_stream:  # noqa: N801
     """Reads from a data source. read() -> temporary_buffer (empty at EOF)."""
 
-    def __init__(self, source) -> None:
+    def __init__(self, source: Any) -> None:
         self._source = source
         self._buf: temporary_buffer | None = None
         self._eof = False
@@ -293,7 +293,7 @@ class input_stream:  # noqa: N801
 class output_stream:  # noqa: N801
     """Writes to a data sink, batching small writes (see module doc)."""
 
-    def __init__(self, sink, buffer_size: int = 8192) -> None:
+    def __init__(self, sink: Any, buffer_size: int = 8192) -> None:
         self._sink = sink
         self._size = buffer_size
         self._parts: list = []
@@ -303,7 +303,7 @@ class output_stream:  # noqa: N801
         self._error: BaseException | None = None
         self._direct = getattr(sink, "coalescing", False)
 
-    def write(self, data) -> Future:
+    def write(self, data: Any) -> Future:
         """Queue data; the future resolves when it is fine to write again."""
         if self._closed:
             return _failed(OSError(errno.EPIPE, "write to a closed output_stream"))
@@ -397,7 +397,7 @@ def _ignore(_e) -> None:
 class connected_socket:  # noqa: N801
     """A TCP connection (either stack)."""
 
-    def __init__(self, impl) -> None:
+    def __init__(self, impl: Any) -> None:
         self._impl = impl
 
     def input(self) -> input_stream:
@@ -464,7 +464,7 @@ class connected_socket:  # noqa: N801
 
 
 class server_socket:  # noqa: N801
-    def __init__(self, impl) -> None:
+    def __init__(self, impl: Any) -> None:
         self._impl = impl
 
     def accept(self) -> Future:
@@ -497,13 +497,13 @@ class datagram(NamedTuple):  # noqa: N801
 
 
 class udp_channel:  # noqa: N801
-    def __init__(self, impl) -> None:
+    def __init__(self, impl: Any) -> None:
         self._impl = impl
 
     def local_address(self) -> socket_address:
         return self._impl.local_address()
 
-    def send(self, dst, data) -> Future:
+    def send(self, dst: Any, data: Any) -> Future:
         return self._impl.send(make_ipv4_address(dst), _as_view(data))
 
     def receive(self) -> Future:
@@ -530,7 +530,7 @@ class udp_channel:  # noqa: N801
         return self._impl.is_closed()
 
 
-def network_stack():
+def network_stack() -> Any:
     """This shard's network stack, chosen by --network-stack (posix by default)."""
     r = engine()
     stack = getattr(r, "network_stack", None)
@@ -568,12 +568,12 @@ def network_stats() -> Future:
     return when_all_succeed([smp.submit_to(s, _local_stats) for s in range(smp.count)]).then(combine)
 
 
-def listen(addr, opts: listen_options | None = None) -> server_socket:
+def listen(addr: Any, opts: listen_options | None = None) -> server_socket:
     """Listen for TCP connections on addr (a socket_address or a port)."""
     return server_socket(network_stack().listen(make_ipv4_address(addr), opts or listen_options()))
 
 
-def connect(addr, local=None) -> Future:
+def connect(addr: Any, local: Any = None) -> Future:
     """A future of a connected_socket to addr."""
     try:
         stack = network_stack()
@@ -584,7 +584,7 @@ def connect(addr, local=None) -> Future:
     return stack.connect(a, loc)
 
 
-def make_udp_channel(addr=None) -> udp_channel:
+def make_udp_channel(addr: Any = None) -> udp_channel:
     """A UDP channel bound to addr (a port, an address, or None for any)."""
     a = make_ipv4_address(addr) if addr is not None else socket_address("0.0.0.0", 0)
     return udp_channel(network_stack().make_udp_channel(a))

@@ -3,6 +3,8 @@ Interfaces with seeded loss / duplication / reordering, and pcap replay."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import random
 
 from ..config import InterfaceConfig
@@ -10,6 +12,10 @@ from ..interface import Interface, TxFrame
 
 
 MATHIS_C = 1.22     # Mathis et al.: Reno's goodput <= MSS / RTT * C / sqrt(p)
+
+
+__all__ = ["LinkPair", "OversizedFrame", "Replay", "compare_frames", "echo_app", "mathis_bound", "read_pcap",
+           "significant", "write_pcap"]
 
 
 def mathis_bound(mss: int, rtt: float, loss: float) -> float:
@@ -81,7 +87,7 @@ class LinkPair:
         elif deadline is not None:
             self.now = max(self.now, deadline)
 
-    def exchange(self, c, s, up: bytes, down: bytes, max_time: float = 600.0) -> tuple:
+    def exchange(self, c: Any, s: Any, up: bytes, down: bytes, max_time: float = 600.0) -> tuple:
         """Send `up` from c and `down` from s at once, reading both ends, until all
         arrived: (bytes c's peer got, bytes c got, simulated seconds it took)."""
         sent, got_up, got_down = [0, 0], bytearray(), bytearray()
@@ -98,7 +104,7 @@ class LinkPair:
         self.run_until(done, max_time=t0 + max_time)
         return bytes(got_up), bytes(got_down), self.now - t0
 
-    def run_until(self, cond, max_time: float = 600.0, max_steps: int = 1_000_000) -> None:
+    def run_until(self, cond: Callable[[], Any], max_time: float = 600.0, max_steps: int = 1_000_000) -> None:
         steps = 0
         idle = 0
         while not cond():
@@ -126,7 +132,7 @@ def read_pcap(path: str) -> list:
         return [(ts, bytes(buf)) for ts, buf in reader]
 
 
-def write_pcap(path: str, frames) -> None:
+def write_pcap(path: str, frames: Any) -> None:
     """Write [(timestamp, frame)] as a pcap that tcpdump and Wireshark open."""
     import dpkt
     with open(path, "wb") as f:
@@ -135,7 +141,7 @@ def write_pcap(path: str, frames) -> None:
             w.writepkt(bytes(frame), ts)
 
 
-def echo_app(port: int = 7):
+def echo_app(port: int = 7) -> Callable[[Interface], None]:
     """An RFC 862 echo server application for replays, listening on `port`:
     returns app(iface), called by Replay after every step."""
     from ..tcp import Event
@@ -167,7 +173,8 @@ class Replay:
     (`checksum_verified=True`): captures taken on veth/TAP carry partial ones.
     """
 
-    def __init__(self, path: str, config, app=None, tail: float = 0.1) -> None:
+    def __init__(self, path: str, config: InterfaceConfig, app: Callable[[Interface], None] | None = None,
+                 tail: float = 0.1) -> None:
         self.frames = read_pcap(path)
         self.iface = Interface(config)
         self.app = app if app is not None else echo_app(7)
@@ -258,7 +265,8 @@ def significant(frame: bytes) -> bool:
     return seg is not None and (bool(seg["payload"]) or bool(seg["flags"] & 0x07))
 
 
-def compare_frames(expected: list, actual: list, isn_expected=None, isn_actual=None, peer_isn=None) -> list[str]:
+def compare_frames(expected: list, actual: list, isn_expected: int | None = None, isn_actual: int | None = None,
+                   peer_isn: int | None = None) -> list[str]:
     """Compare two frame lists field by field; one message per difference, naming
     the frame index and the field. TCP sequence and acknowledgement numbers are
     compared relative to each side's ISN (and the peer's)."""

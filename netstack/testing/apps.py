@@ -76,12 +76,12 @@ class AppLink:
         self._apps.append(app)
         return self
 
-    def connect(self, port: int):
+    def connect(self, port: int) -> Any:
         """A future of a connected_socket from the client stack to the server."""
         from ..sockets.api import make_ipv4_address
         return self.client.connect(make_ipv4_address((self.server_ip, port)), None)
 
-    def run(self, client: Callable[["AppLink"], Any], timeout: float = 600.0):
+    def run(self, client: Callable[["AppLink"], Any], timeout: float = 600.0) -> Any:
         """Run the servers and `client(link)` (a coroutine function or a function
         returning a future) until the client is done; returns its value. Fails
         with TimeoutError after `timeout` seconds of simulated time."""
@@ -171,7 +171,7 @@ class LiveStack:
         t.start()
         return t
 
-    def run(self, fn: Callable[[], Any], timeout: float = 60.0):
+    def run(self, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
         from reactor import futurize, with_timeout
         return self.reactor.run(lambda: with_timeout(timeout, futurize(fn)))
 

@@ -33,7 +33,7 @@ import importlib
 import struct
 import sys
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from drivers.base import Device, frame_bytes
 
@@ -148,7 +148,7 @@ def _is_ipv4(frame: bytes) -> bool:
 class CaptureReplay:
     """The engine: `CaptureReplay(path, app, port=None, pace="asap").run()`."""
 
-    def __init__(self, capture, app, port: int | None = None, pace: str = "asap", wait: float = 1.0,
+    def __init__(self, capture: Any, app: Callable[..., Any], port: int | None = None, pace: str = "asap", wait: float = 1.0,
                  tail: float = 1.0, config: InterfaceConfig | None = None, seed: int = 1) -> None:
         if pace not in ("asap", "capture"):
             raise ValueError(f"pace is 'asap' or 'capture', not {pace!r}")
@@ -379,7 +379,7 @@ def _streams(frames, port: int) -> dict:
     return {(".".join(str(b) for b in k[0]), k[1]): v for k, v in out.items()}
 
 
-def replay(capture, app, **kw) -> ReplayResult:
+def replay(capture: Any, app: Callable[..., Any], **kw) -> ReplayResult:
     """Replay `capture` against `app`: CaptureReplay(capture, app, **kw).run()."""
     return CaptureReplay(capture, app, **kw).run()
 
@@ -392,7 +392,7 @@ def _load(spec: str):
     return getattr(importlib.import_module(mod), fn)
 
 
-def main(argv=None) -> int:
+def main(argv: Any = None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m netstack.replay",
                                  description="Replay a capture's client side against an application on "
