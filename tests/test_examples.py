@@ -215,3 +215,60 @@ def test_canned_server_restarts_during_time_wait_with_reuse_address(server):
     s.stop()
     s2 = server("canned_server.py", port=s.port)  # reuse_address = true: starts fine
     assert socket.create_connection(("127.0.0.1", s2.port)).recv(100) == b"Seastar is the future!\n"
+
+
+# ---- the rest of Seastar's tutorial ------------------------------------------------------------
+
+def test_when_all_and_when_all_succeed_with_mixed_results():
+    r = run("when_all.py", "-c1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("when_all: future 0 = a\n"
+                        "when_all: future 1 failed: the second one failed\n"
+                        "when_all: future 2 = c\n"
+                        "when_all_succeed: [1, 2, 3]\n"
+                        "when_all_succeed failed: ValueError: the second one failed\n")
+
+
+def test_a_semaphore_limits_parallelism():
+    r = run("semaphore.py", "-c1")
+    assert (r.returncode, r.stdout) == (0, "12 jobs done, at most 3 at once (limit 3)\n"
+                                           "get_units: holding 2, 1 left\nreturned: 3 available\n"), r.stderr
+
+
+def test_a_gate_guards_shutdown():
+    r = run("gate.py", "-c1")
+    assert (r.returncode, r.stdout) == (0, "stopping with 3 requests in flight\n"
+                                           "request 99 refused: GateClosedError\n"
+                                           "request 0 done\nrequest 1 done\nrequest 2 done\n"
+                                           "stopped after 3 requests\n"), r.stderr
+
+
+@pytest.mark.skipif(NCPU < 2, reason="needs two CPUs for two shards")
+def test_sharded_service_start_invoke_on_all_map_reduce_stop():
+    r = run("sharded_service.py", "-c2")
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.splitlines()) == ["2 shards counted 12 words (12 given)",
+                                             "counter on shard 0 stopping with 6",
+                                             "counter on shard 1 stopping with 6"]
+
+
+def test_coroutines_beside_continuations():
+    r = run("coroutines.py", "-c1")
+    assert (r.returncode, r.stdout) == (0, "continuations: 13\ncoroutines: 13\nsame: True\n"), r.stderr
+
+
+def test_do_with_loops_and_pipes():
+    r = run("loops_and_pipes.py", "-c1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["repeat ran 3 times", "do_until stopped at 6", "do_for_each 1",
+                                     "do_for_each 2", "do_for_each 3", "keep_doing ended after 4", "do_with sum 10",
+                                     "pipe carried ['one', 'two', 'three', 'four']"]
+
+
+def test_user_defined_options_with_a_switch_and_an_alias():
+    r = run("options.py", "-c1", "--name", "ana", "-n", "2", "--shout", "--no-punctuation")
+    assert (r.returncode, r.stdout) == (0, "HELLO, ANA\nHELLO, ANA\n"), r.stderr
+    r = run("options.py", "-c1")
+    assert (r.returncode, r.stdout) == (0, "hello, world!\n")
+    r = run("options.py", "-c1", "--shout", "hello")            # a switch takes no value
+    assert r.returncode == 1 and r.stderr == "options.py: error: unrecognized arguments: hello\n"
