@@ -425,7 +425,17 @@ class connected_socket:  # noqa: N801
         return self._impl.get_keepalive()
 
     def set_keepalive_parameters(self, params: keepalive_params) -> None:
-        self._impl.set_keepalive_parameters(params)
+        """Idle seconds before the first probe, seconds between probes, probes
+        unanswered before the connection is dropped (TCP_KEEPIDLE, TCP_KEEPINTVL,
+        TCP_KEEPCNT on the posix stack, whole seconds there). A value out of range
+        is a ValueError on both stacks."""
+        idle, interval, count = params
+        for name, v in (("idle", idle), ("interval", interval)):
+            if not (isinstance(v, (int, float)) and 0 < v < 32768 * 1.0):
+                raise ValueError(f"keepalive {name} must be seconds in (0, 32767], not {v!r}")
+        if not (isinstance(count, int) and 1 <= count <= 127):
+            raise ValueError(f"keepalive count must be a whole number in 1..127, not {count!r}")
+        self._impl.set_keepalive_parameters(keepalive_params(float(idle), float(interval), count))
 
     def set_user_timeout(self, seconds: float) -> None:
         """RFC 5482 (Linux's TCP_USER_TIMEOUT): drop the connection with ETIMEDOUT
@@ -456,7 +466,11 @@ class connected_socket:  # noqa: N801
         return self._impl.remote_address()
 
     def close(self) -> None:
-        """Release the connection now (abortive if data is still unsent)."""
+        """Release the connection, both directions, as the kernel's close(): what
+        was handed to the stack (flushed) is still delivered, then a FIN; nothing
+        more is read (a read returns end of stream). Unflushed output_stream data
+        is not sent: close the output_stream first for that. On the posix stack a
+        connection closed with received data left unread is reset, as Linux does."""
         self._impl.close()
 
     def wait_input_shutdown(self) -> Future:

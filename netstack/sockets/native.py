@@ -440,6 +440,7 @@ class _NativeConn(_Waits):
         return self._wait("read").then(self.wait_input_shutdown)
 
     def close(self) -> None:
+        self.shutdown_input()
         self.shutdown_output()
 
     def __del__(self) -> None:

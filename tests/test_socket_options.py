@@ -1,0 +1,161 @@
+"""The connected_socket calls on both stacks, the same test for each: shutdown
+of either direction, nodelay, keepalive and its (validated) parameters, close().
+
+posix: kernel sockets on 127.0.0.1. native: two native stacks on an in-memory
+wire (LoopbackDevice), one reactor."""
+import socket
+
+import pytest
+
+from drivers.loopback import LoopbackDevice
+from netstack.config import InterfaceConfig
+from netstack.sockets.api import keepalive_params, listen_options, make_ipv4_address, server_socket
+from netstack.sockets.native import NativeStack
+
+
+class Pair:
+    """A listening side and a connecting side of the chosen stack."""
+
+    def __init__(self, reactor, kind):
+        self.kind = kind
+        if kind == "posix":
+            from netstack.sockets.posix import PosixStack
+            st = PosixStack(reactor)
+            self.srv = server_socket(st.listen(make_ipv4_address(("127.0.0.1", 0)), listen_options(reuse_address=True)))
+            port = self.srv.local_address().port
+            self.connect = lambda: st.connect(make_ipv4_address(("127.0.0.1", port)), None)
+        else:
+            a, b = LoopbackDevice.pair()
+            A = NativeStack(reactor, a, InterfaceConfig(mac=a.mac, ip="192.0.2.1", seed=1))
+            B = NativeStack(reactor, b, InterfaceConfig(mac=b.mac, ip="192.0.2.2", seed=2))
+            self.srv = server_socket(B.listen(make_ipv4_address(80), listen_options(reuse_address=True)))
+            self.connect = lambda: A.connect(make_ipv4_address(("192.0.2.2", 80)), None)
+
+    async def both(self):
+        c = await self.connect()
+        ar = await self.srv.accept()
+        return c, ar.connection
+
+
+async def read_all(inp):
+    got = b""
+    while (data := await inp.read()):
+        got += bytes(data)
+    return got
+
+
+@pytest.fixture(params=["posix", "native"])
+def pair(request, reactor):
+    p = Pair(reactor, request.param)
+    yield p
+    p.srv.close()
+
+
+def test_shutdown_output_sends_eof_and_the_other_direction_goes_on(reactor, pair):
+    async def main():
+        c, s = await pair.both()
+        out = c.output()
+        await out.write(b"abc")
+        await out.flush()
+        c.shutdown_output()
+        got = await read_all(s.input())            # the data, then end of stream
+        so = s.output()
+        await so.write(b"reply after your FIN")
+        await so.close()
+        back = await read_all(c.input())
+        return got, back
+    assert reactor.run(main) == (b"abc", b"reply after your FIN")
+
+
+def test_shutdown_input_ends_reads_but_not_writes(reactor, pair):
+    async def main():
+        c, s = await pair.both()
+        c.shutdown_input()
+        first = bytes(await c.input().read())      # end of stream at once, whatever the peer sends
+        out = c.output()
+        await out.write(b"still writing")
+        await out.close()
+        return first, await read_all(s.input())
+    assert reactor.run(main) == (b"", b"still writing")
+
+
+def test_nodelay_set_and_read_back(reactor, pair):
+    async def main():
+        c, s = await pair.both()
+        seen = []
+        for v in (True, False, True):
+            c.set_nodelay(v)
+            seen.append(c.get_nodelay())
+        c.shutdown_output()
+        s.shutdown_output()
+        return seen
+    assert reactor.run(main) == [True, False, True]
+
+
+def test_keepalive_and_its_parameters(reactor, pair):
+    async def main():
+        c, s = await pair.both()
+        assert c.get_keepalive() is False
+        c.set_keepalive(True)
+        assert c.get_keepalive() is True
+        c.set_keepalive_parameters(keepalive_params(idle=10, interval=2, count=3))
+        if pair.kind == "posix":
+            sock = c._impl.sock
+            got = (sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                   sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                   sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
+        else:
+            t = c._impl.tcb
+            got = (t.keepalive_idle, t.keepalive_interval, t.keepalive_count)
+        for bad in (keepalive_params(0, 2, 3), keepalive_params(-1, 2, 3), keepalive_params(10, 0, 3),
+                    keepalive_params(10, 2, 0), keepalive_params(float("nan"), 2, 3), keepalive_params(10, 2, 1.5),
+                    keepalive_params(10, 2, 200), keepalive_params(1e9, 2, 3)):
+            with pytest.raises(ValueError, match="keepalive"):
+                c.set_keepalive_parameters(bad)
+        c.set_keepalive(False)
+        off = c.get_keepalive()
+        c.shutdown_output()
+        s.shutdown_output()
+        return got, off
+    assert reactor.run(main) == ((10, 2, 3), False)
+
+
+def test_close_delivers_what_was_flushed_then_eof(reactor, pair):
+    """close()'s documented meaning on both stacks: flushed data arrives, then
+    the FIN; our own reads are over."""
+    async def main():
+        c, s = await pair.both()
+        out = c.output()
+        await out.write(b"x" * 50_000)
+        await out.flush()
+        c.close()
+        got = await read_all(s.input())
+        return len(got)
+    assert reactor.run(main) == 50_000
+
+
+def test_native_keepalive_probes_end_a_dead_connection(reactor):
+    """The parameters act: with the peer gone silent, count unanswered probes
+    (idle, then every interval) end the connection with ETIMEDOUT."""
+    from drivers.base import FaultInjecting
+    a, b = LoopbackDevice.pair()
+    fa = FaultInjecting(a, seed=1)
+    A = NativeStack(reactor, fa, InterfaceConfig(mac=a.mac, ip="192.0.2.1", seed=1))
+    B = NativeStack(reactor, b, InterfaceConfig(mac=b.mac, ip="192.0.2.2", seed=2))
+    srv = server_socket(B.listen(make_ipv4_address(80), listen_options(reuse_address=True)))
+
+    async def main():
+        c = await A.connect(make_ipv4_address(("192.0.2.2", 80)), None)
+        await srv.accept()
+        c.set_keepalive(True)
+        c.set_keepalive_parameters(keepalive_params(idle=0.2, interval=0.1, count=2))
+        fa.drop = 1.0
+        try:
+            for _ in range(100):
+                if bytes(await c.input().read()) == b"":
+                    return "eof"
+        except OSError as e:
+            return type(e).__name__
+        return "still open"
+    assert reactor.run(lambda: main()) == "TimeoutError"
+    srv.close()
