@@ -14,7 +14,11 @@ least recently used is evicted) and `max_pending` addresses being resolved
 
 from __future__ import annotations
 
+import logging
+import socket
 from collections import deque
+
+_log = logging.getLogger("arp")
 
 
 class Pending:
@@ -95,6 +99,8 @@ class NeighbourCache:
                 if p.requests_sent >= self.retries:
                     del self.pending[ip]
                     failed.append((ip, list(p.packets)))
+                    _log.info("%s did not answer %d ARP requests: %d packets fail", socket.inet_ntoa(ip),
+                              p.requests_sent, len(p.packets))
                 else:
                     p.requests_sent += 1
                     p.next_request = now + self.retry

@@ -14,11 +14,15 @@ the interface, which has no address yet, can hear them.
 
 from __future__ import annotations
 
+import logging
+import socket
 import struct
 from typing import NamedTuple
 
 from .wire import MalformedPacket
 from .events import EV_DHCP_BOUND, EV_DHCP_LOST, EV_DHCP_RENEWED
+
+_log = logging.getLogger("dhcp")
 
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
 MAGIC = b"\x63\x82\x53\x63"
@@ -124,6 +128,7 @@ class DhcpClient:
                 self._request(now)
             elif self.state == "RENEWING":
                 if now - self.bound_at >= self.lease.lease_time:
+                    _log.warning("lease of %s lost: no answer before it expired", socket.inet_ntoa(self.lease.ip))
                     self.events.append(EV_DHCP_LOST)
                     self.lease = None
                     self.state = "INIT"
@@ -175,6 +180,9 @@ class DhcpClient:
                                server or self.offer[1], lease_time,
                                tuple(dns[i:i + 4] for i in range(0, len(dns) - 3, 4)))
             self.events.append(EV_DHCP_RENEWED if self.state == "RENEWING" else EV_DHCP_BOUND)
+            _log.info("lease %s %s/%s for %d s from %s", "renewed" if self.state == "RENEWING" else "bound",
+                      socket.inet_ntoa(yiaddr), socket.inet_ntoa(self.lease.netmask), lease_time,
+                      socket.inet_ntoa(self.lease.server) if self.lease.server else "?")
             self.state = "BOUND"
             self.bound_at = now
             self.tries = 0

@@ -19,7 +19,7 @@ from .wire import parse_mac
 
 __all__ = ["ShardDevice", "prepare_shards", "open_wire", "ring_to"]
 
-log = logging.getLogger("seastar")
+log = logging.getLogger("smp")
 
 # ---- shards ----------------------------------------------------------------------------
 # With -c N every shard runs its own Interface (same MAC and address) and owns the

@@ -40,6 +40,7 @@ import resource
 import signal
 import sys
 
+from . import log as _log
 from . import shards as _smp
 from .future import Future, futurize, make_ready_future
 from .loop import Reactor, ReactorStopped
@@ -122,6 +123,20 @@ def non_negative_float(text: str) -> float:
     if not (v >= 0 and v != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
     return v
+
+
+def _log_level(text: str) -> int:
+    try:
+        return _log.level(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _logger_levels(text: str) -> dict:
+    try:
+        return _log.parse_logger_levels(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class _OptionAdder:
@@ -218,6 +233,12 @@ class app_template:  # noqa: N801 - Seastar's name
                        help="run ready continuations for at most this long before polling (ms)")
         g.add_argument("--poll-mode", action="store_true",
                        help="busy-poll instead of sleeping when idle")
+        g.add_argument("--default-log-level", type=_log_level, default=_log.logging.INFO, metavar="LEVEL",
+                       help="error, warn, info (the default), debug or trace")
+        g.add_argument("--logger-log-level", type=_logger_levels, default=None, metavar="NAME=LEVEL[:NAME=LEVEL]",
+                       help=f"levels of single loggers ({', '.join(_log.LOGGERS)}, or the application's own)")
+        g.add_argument("--log-to-stdout", action="store_true", help="log to standard output (default: stderr)")
+        g.add_argument("--log-to-syslog", action="store_true", help="log to the local syslog as well")
         g.add_argument("--idle-poll-time-us", type=non_negative_float, default=200.0,
                        help="busy-poll this long before sleeping (µs; Seastar's default, 200)")
         self._extensions = list(_default_extensions() if extensions is None else extensions)
@@ -353,6 +374,7 @@ class _Run:
         return saved_aff, saved_data
 
     def _child_main(self, shard: int, peers, cpu: int) -> int:
+        _log.configure_logging(self.cfg, shard)
         self._limit(cpu)
         r = self._make_reactor()
         mb = _smp._Mailbox(r, peers)
@@ -373,6 +395,18 @@ class _Run:
         return r._exit_code
 
     def main(self) -> int:
+        root = _log.logging.getLogger()
+        saved = (root.level, list(root.handlers))
+        try:
+            _log.configure_logging(self.cfg, 0)
+            return self._main()
+        finally:
+            for h in list(root.handlers):       # an in-process caller (a test runner) gets its logging back
+                if h not in saved[1]:
+                    root.removeHandler(h)
+            root.setLevel(saved[0])
+
+    def _main(self) -> int:
         shards = None
         if self.n > 1:
             for ext in self.extensions:

@@ -46,7 +46,7 @@ __all__ = [
     "maybe_yield", "futurize",
 ]
 
-log = logging.getLogger("seastar")
+log = logging.getLogger("reactor")
 
 _PENDING = 0
 _VALUE = 1

@@ -36,7 +36,7 @@ from .time import MonotonicClock, TimerHeap
 
 __all__ = ["Reactor", "engine", "PollableFd", "ReactorStopped"]
 
-log = logging.getLogger("seastar")
+log = logging.getLogger("reactor")
 
 _current: "Reactor | None" = None
 

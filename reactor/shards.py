@@ -39,7 +39,7 @@ from .future import Future, _failed, futurize
 
 __all__ = ["smp", "this_shard_id", "sharded", "ShardCrashed", "cpu_order"]
 
-log = logging.getLogger("seastar")
+log = logging.getLogger("smp")
 _LEN = struct.Struct("!I")
 
 

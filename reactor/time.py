@@ -159,7 +159,7 @@ class Timer:
                 cb()
             except Exception:  # noqa: BLE001
                 import logging
-                logging.getLogger("seastar").exception("timer callback failed")
+                logging.getLogger("reactor").exception("timer callback failed")
 
 
 def sleep(duration: float) -> Future:

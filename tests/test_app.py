@@ -188,3 +188,83 @@ def test_user_options_switches_and_short_aliases(capsys):
     app.add_options()("size,s", int, 10, "how many")
     app.run(["prog", "--help"], f)
     assert "--size SIZE, -s SIZE  how many" in capsys.readouterr().out
+
+
+def _logging_app(*lines):
+    import logging
+
+    def f():
+        for name, level, text in lines:
+            logging.getLogger(name).log(level, text)
+        return make_ready_future()
+    return f
+
+
+def test_log_lines_carry_level_time_shard_and_logger(capsys):
+    import logging
+    import re
+    f = _logging_app(("seastar", logging.INFO, "hello"), ("tcp", logging.DEBUG, "hidden at info"),
+                     ("arp", logging.WARNING, "careful"))
+    assert app_template().run(["prog", "-c1"], f) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert re.fullmatch(r"INFO  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[shard 0\] seastar - hello", err[0])
+    assert re.fullmatch(r"WARN  \S+ \S+ \[shard 0\] arp - careful", err[1])
+
+
+def test_log_levels_per_logger_and_to_stdout(capsys):
+    import logging
+    f = _logging_app(("seastar", logging.INFO, "info line"), ("tcp", logging.DEBUG, "tcp debug"),
+                     ("arp", 5, "arp trace"), ("dhcp", logging.DEBUG, "dhcp debug"))
+    assert app_template().run(["prog", "-c1", "--default-log-level", "warn", "--logger-log-level",
+                               "tcp=debug:arp=trace", "--log-to-stdout"], f) == 0
+    out = capsys.readouterr()
+    lines = [line.split(" - ", 1)[1] for line in out.out.splitlines()]
+    assert lines == ["tcp debug", "arp trace"] and out.err == ""
+    assert "TRACE" in out.out
+
+
+def test_logging_is_restored_after_an_in_process_run():
+    import logging
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    app_template().run(["prog", "-c1", "--default-log-level", "trace"], make_ready_future)
+    assert (root.level, list(root.handlers)) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--default-log-level", "loud"], "argument --default-log-level: unknown log level 'loud' "
+                                      "(one of error, warn, info, debug, trace)"),
+    (["--logger-log-level", "tcp"], "argument --logger-log-level: --logger-log-level wants NAME=LEVEL[:NAME=LEVEL...], "
+                                    "not 'tcp'"),
+    (["--logger-log-level", "tcp=verbose"], "argument --logger-log-level: unknown log level 'verbose' "
+                                            "(one of error, warn, info, debug, trace)"),
+])
+def test_wrong_log_options(capsys, argv, message):
+    assert app_template().run(["prog", *argv], make_ready_future) == 1
+    assert capsys.readouterr().err == f"prog: error: {message}\n"
+
+
+def test_tcp_state_changes_reach_the_tcp_logger_at_debug(caplog):
+    import logging
+    from netstack.testing import LinkPair
+    caplog.set_level(logging.DEBUG, logger="tcp")
+    lp = LinkPair.make(seed=3)
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(lp.b.ip, 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue)
+    msgs = [r.getMessage() for r in caplog.records if r.name == "tcp"]
+    assert "192.0.2.1:%d <-> 192.0.2.2:80 SYN-SENT -> ESTABLISHED" % c.local_port in msgs
+    assert any(m.endswith("LISTEN -> SYN-RECEIVED") or m.endswith("SYN-RECEIVED -> ESTABLISHED") for m in msgs)
+
+
+def test_stats_interval_prints_a_line_per_period():
+    import os
+    import subprocess
+    import sys
+    ex = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "tutorial", "sleep.py")
+    r = subprocess.run([sys.executable, ex, "-c1", "--stats-interval", "0.25"], capture_output=True, text=True,
+                       timeout=30)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("stats shard=0 ")]
+    assert r.returncode == 0 and 2 <= len(lines) <= 6, r.stderr
+    assert all("tasks=" in line and "sleeps=" in line for line in lines)

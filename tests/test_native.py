@@ -686,3 +686,16 @@ def test_af_packet_buffer_holds_a_window_and_kernel_drops_are_counted(veth_lab):
         assert got + drops == 6000, (got, drops)      # every frame read or counted
     finally:
         dev.close()
+
+
+def test_stats_interval_on_the_native_stack(lab):
+    """--stats-interval: one line per period with the stack's counters beside
+    the reactor's (frames, connections, drops, retransmissions)."""
+    p = lab.start("tutorial/echo_server.py", "--stats-interval", "0.2", wait_port=1234)
+    echo_many(lab, STACK, 2, 20_000)
+    time.sleep(0.5)
+    _out, err = lab.stop(p)
+    lines = [line for line in err.splitlines() if line.startswith("stats shard=0 ")]
+    assert len(lines) >= 2, err
+    last = dict(kv.split("=") for kv in lines[-1].split()[1:])
+    assert int(last["rx"]) > 10 and int(last["tx"]) > 10 and "drops" in last and "retransmits" in last

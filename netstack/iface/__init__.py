@@ -108,6 +108,10 @@ class Interface(EthernetInput, ArpInput, Ipv4Input, IcmpInput, UdpLayer, TcpLaye
         s = dict(self.counters)
         s["rx_tcp"] = s.get("rx_tcp", 0) + s.get("rx_tcp_fast", 0)   # the fast path counts only its own
         s["tcp_connections"] = len(self.tcbs)
+        for tcb in self.tcbs.values():          # live connections' counters, beside the closed ones' totals
+            for name, v in tcb.stats.items():
+                if v:
+                    s["tcp_" + name] = s.get("tcp_" + name, 0) + v
         s["arp_entries"] = len(self.neighbours.entries)
         s["arp_evicted"] = self.neighbours.evicted
         s["challenge_acks_suppressed"] = self.challenge_acks.suppressed

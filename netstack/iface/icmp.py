@@ -3,11 +3,17 @@ endpoint they quote (RFC 1122 3.2.2, RFC 5927 for TCP)."""
 
 from __future__ import annotations
 
+import logging
+
 import struct
 
 from ..tcp.state import EV_ERROR
 from ..wire import IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, IcmpRepr, Ipv4Repr, MalformedPacket
 from ..wire import icmp as icmpw
+
+from ..wire import ip_to_str  # noqa: E402
+
+_log = logging.getLogger("icmp")
 
 __all__ = ["IcmpInput"]
 
@@ -103,6 +109,7 @@ class IcmpInput:
             return None
         self.path_mtu[dst] = (mtu, now + cfg.pmtu_expiry)
         self.counters["pmtu_learned"] += 1
+        _log.info("path MTU to %s lowered to %d (ICMP fragmentation needed)", ip_to_str(dst), mtu)
         return mtu
 
     def path_mtu_to(self, dst: bytes, now: float) -> int:

@@ -4,11 +4,12 @@ TCP API (listen, connect); and a TCB's life in the interface (adopt, collect).""
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from ..tcp import TCB, Listener
 from ..tcp.state import CLOSED, EV_READABLE
-from ..wire import TcpRepr
+from ..wire import TcpRepr, ip_to_str
 from ..wire.tcp import ACK, FIN, RST, SYN
 
 __all__ = ["TcpLayer", "EventSink"]
@@ -37,6 +38,15 @@ class EventSink:
 
     def __bool__(self) -> bool:
         return False
+
+
+_log = logging.getLogger("tcp")
+
+
+def _log_state(tcb, old, new) -> None:
+    """The trace hook the tcp logger installs at debug level: every state change."""
+    _log.debug("%s:%d <-> %s:%d %s -> %s", ip_to_str(tcb.local_ip), tcb.local_port, ip_to_str(tcb.remote_ip),
+               tcb.remote_port, old.value, new.value)
 
 
 def _ignore_event() -> None:
@@ -184,6 +194,8 @@ class TcpLayer:
             mtu = self.path_mtu_to(remote_ip, now)
             if mtu < self.cfg.mtu:
                 tcb.path_mtu = mtu
+        if _log.isEnabledFor(logging.DEBUG):      # per connection, never per segment
+            tcb.trace = _log_state
         tcb.events = EventSink(tcb, self.events)
         tcb.notify_readable = partial(self.events.append, (tcb, EV_READABLE))
         self.tcbs[key] = tcb
@@ -198,6 +210,10 @@ class TcpLayer:
         k = tcb.four_tuple
         if self.tcbs.get(k) is tcb:
             del self.tcbs[k]
+            c = self.counters
+            for name, v in tcb.stats.items():   # the connection's counters live on in the stack's totals
+                if v:
+                    c["tcp_" + name] += v
         if tcb.listener is not None:
             tcb.listener.forget(tcb)
             tcb.listener = None

@@ -54,6 +54,8 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--fault-seed", type=int, default=0, help="seed of the impairments (reproducible runs)")
     g.add_argument("--print-net-stats", action="store_true",
                    help="print the network stack's counters (one JSON line on stderr) at exit")
+    g.add_argument("--stats-interval", type=_non_negative, default=0.0, metavar="SECONDS",
+                   help="every SECONDS, one compact line of counters per shard on stderr (0: off)")
 
 
 def _ipv4(text: str) -> str:
@@ -171,7 +173,42 @@ class NetworkExtension:
         lease) before the application's function runs, as Seastar's app_template
         does. Every shard runs its share of the stack, whether or not the
         application uses the network there (frames hashed to it must be answered)."""
+        if cfg.get("stats_interval"):
+            _start_stats_lines(cfg["stats_interval"])
         if cfg.get("network_stack") != "native":
             return None
         from .api import network_stack
         return network_stack().ready()
+
+
+def stats_line() -> str:
+    """This shard's counters on one line: the reactor's, and the stack's."""
+    from reactor import engine, this_shard_id
+    r = engine()
+    st = r._stats
+    parts = [f"shard={this_shard_id()}", f"tasks={st['tasks']}", f"turns={st['turns']}", f"sleeps={st['sleeps']}",
+             f"timers={st['timers_fired']}", f"preemptions={st['preemptions']}"]
+    stack = r.network_stack
+    iface = getattr(stack, "iface", None)
+    if iface is not None:
+        s = iface.stats()
+        drops = sum(v for k, v in s.items() if k.startswith("drop_"))
+        parts += [f"rx={s.get('rx_frames', 0)}", f"tx={s.get('tx_frames', 0)}", f"conns={s['tcp_connections']}",
+                  f"drops={drops}", f"retransmits={s.get('tcp_retransmits', 0)}"]
+    elif stack is not None:
+        parts.append(f"fds={len(r._fds)}")
+    return "stats " + " ".join(parts)
+
+
+def _start_stats_lines(interval: float) -> None:
+    import sys
+    from reactor import Timer
+
+    def tick() -> None:
+        print(stats_line(), file=sys.stderr, flush=True)
+    t = Timer(tick)
+    t.arm_periodic(interval)
+    _stats_timers.append(t)       # kept alive for the run
+
+
+_stats_timers: list = []

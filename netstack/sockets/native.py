@@ -34,7 +34,7 @@ from .api import accept_result, connected_socket, datagram, socket_address, temp
 
 __all__ = ["NativeStack", "create_native_stack"]
 
-log = logging.getLogger("seastar")
+log = logging.getLogger("native")
 
 RECV_BATCH = 64
 TSO_MAX = 64000
