@@ -60,7 +60,8 @@ class AfPacketDevice(Device):
         self.mac = mac or self.sock.getsockname()[4]
         self.mtu = mtu
         self.rx_checksum = self.tx_checksum = self.tso = self.lro = vnet_hdr
-        self.counters = {"rx_frames": 0, "tx_frames": 0, "tx_errors": 0, "rx_kernel_drops": 0}
+        self.counters = {"rx_frames": 0, "tx_frames": 0, "rx_bytes": 0, "tx_bytes": 0, "tx_errors": 0,
+                         "rx_kernel_drops": 0}
 
     def fanout(self, group: int, mode: int = PACKET_FANOUT_HASH) -> None:
         self.sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (group & 0xFFFF) | (mode << 16))
@@ -70,35 +71,42 @@ class AfPacketDevice(Device):
 
     def recv_batch(self, n: int = 64) -> list:
         out = []
+        nbytes = 0
         for _ in range(n):
             try:
                 data = self.sock.recv(65536 + VNET_HDR_LEN + 64)
             except BlockingIOError:
                 break
+            nbytes += len(data)
             if self.vnet:
                 out.append((memoryview(data)[VNET_HDR_LEN:], bool(data[0] & (NEEDS_CSUM | DATA_VALID))))
             else:
                 out.append((data, False))
-        self.counters["rx_frames"] += len(out)
+        c = self.counters
+        c["rx_frames"] += len(out)
+        c["rx_bytes"] += nbytes - (VNET_HDR_LEN * len(out) if self.vnet else 0)
         return out
 
     def send_batch(self, frames) -> int:
         sent = 0
+        nbytes = 0
+        hdr = VNET_HDR_LEN if self.vnet else 0
         for f in frames:
             try:
                 if hasattr(f, "data"):
                     parts = [f.data, *buffers(f.payload)] if f.payload else [f.data]
-                    self.sock.sendmsg(([vnet_header(f)] if self.vnet else []) + parts)
+                    nbytes += self.sock.sendmsg(([vnet_header(f)] if self.vnet else []) + parts) - hdr
                 elif self.vnet:
-                    self.sock.sendmsg([_ZERO_HDR, f])
+                    nbytes += self.sock.sendmsg([_ZERO_HDR, f]) - hdr
                 else:
-                    self.sock.send(f)
+                    nbytes += self.sock.send(f)
                 sent += 1
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.ENOBUFS, errno.EMSGSIZE):
                     raise
                 self.counters["tx_errors"] += 1
         self.counters["tx_frames"] += sent
+        self.counters["tx_bytes"] += nbytes
         return sent
 
     def close(self) -> None:

@@ -142,6 +142,8 @@ def test_fault_options_are_checked(capsys):
      "--dhcp and --host-ipv4-addr: choose one (the address comes from DHCP or from you)"),
     (["--network-stack", "native", "--gw-ipv4-addr", "192.0.2.1"],
      "--gw-ipv4-addr and --netmask-ipv4-addr need --host-ipv4-addr (DHCP provides them)"),
+    (["--prometheus-port", "70000"], "argument --prometheus-port: a port is 0..65535, not 70000"),
+    (["--prometheus-prefix", "9x"], "argument --prometheus-prefix: '9x' is not a metric name prefix (letters, digits, _)"),
     (["--tcp-congestion", "vegas"], "argument --tcp-congestion: invalid choice: 'vegas' (choose from 'newreno', 'cubic', 'bbr')"),
 ])
 def test_wrong_options_are_one_line_errors_and_exit_status_1(capsys, argv, message):

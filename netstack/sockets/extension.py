@@ -54,8 +54,31 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--fault-seed", type=int, default=0, help="seed of the impairments (reproducible runs)")
     g.add_argument("--print-net-stats", action="store_true",
                    help="print the network stack's counters (one JSON line on stderr) at exit")
+    m = p.add_argument_group("Metrics (Prometheus)")
+    m.add_argument("--prometheus-port", type=_port, default=0,
+                   help="serve the metrics at http://ADDRESS:PORT/metrics (0: off)")
+    m.add_argument("--prometheus-address", type=_ipv4, default="0.0.0.0", help="the address to serve them on")
+    m.add_argument("--prometheus-prefix", default="seastar", type=_metric_prefix,
+                   help="the first part of every metric's name")
     g.add_argument("--stats-interval", type=_non_negative, default=0.0, metavar="SECONDS",
                    help="every SECONDS, one compact line of counters per shard on stderr (0: off)")
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, not {v}")
+    return v
+
+
+def _metric_prefix(text: str) -> str:
+    import re
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a metric name prefix (letters, digits, _)")
+    return text
 
 
 def _ipv4(text: str) -> str:
@@ -175,10 +198,20 @@ class NetworkExtension:
         application uses the network there (frames hashed to it must be answered)."""
         if cfg.get("stats_interval"):
             _start_stats_lines(cfg["stats_interval"])
-        if cfg.get("network_stack") != "native":
-            return None
-        from .api import network_stack
-        return network_stack().ready()
+        ready = None
+        if cfg.get("network_stack") == "native":
+            from .api import network_stack
+            ready = network_stack().ready()
+        from reactor import this_shard_id
+        if cfg.get("prometheus_port") and this_shard_id() == 0:
+            from reactor import make_ready_future
+            from .metrics import start_metrics_server
+
+            def serve_metrics() -> None:
+                _metric_servers.append(start_metrics_server(cfg["prometheus_port"], cfg.get("prometheus_address")
+                                                            or "0.0.0.0", cfg.get("prometheus_prefix") or "seastar"))
+            ready = (ready or make_ready_future()).then(serve_metrics)
+        return ready
 
 
 def stats_line() -> str:
@@ -212,3 +245,4 @@ def _start_stats_lines(interval: float) -> None:
 
 
 _stats_timers: list = []
+_metric_servers: list = []
