@@ -699,3 +699,23 @@ def test_stats_interval_on_the_native_stack(lab):
     assert len(lines) >= 2, err
     last = dict(kv.split("=") for kv in lines[-1].split()[1:])
     assert int(last["rx"]) > 10 and int(last["tx"]) > 10 and "drops" in last and "retransmits" in last
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_pcap_out_with_two_shards_one_file_each_read_by_tcpdump(lab, tmp_path):
+    """--pcap-out FILE with -c2: FILE.shard0 and FILE.shard1, each a pcap that
+    tcpdump reads, each holding its shard's connections. With TSO/LRO on (the
+    default) frames are recorded as the stack exchanges them with the device:
+    merged segments of up to 64 KB, not the wire's MTU-sized frames."""
+    path = str(tmp_path / "cap.pcap")
+    p = lab.start("tutorial/sharded_echo_server.py", "-c2", "--pcap-out", path, wait_port=1234)
+    echo_many(lab, STACK, 40, 100_000)
+    lab.stop(p)
+    files = sorted(os.listdir(tmp_path))
+    assert files == ["cap.pcap.shard0", "cap.pcap.shard1"]
+    for name in files:
+        r = subprocess.run(["tcpdump", "-nr", str(tmp_path / name)], capture_output=True, text=True)
+        assert r.returncode == 0 and f"{STACK}.1234" in r.stdout, r.stderr
+    from netstack.testing import read_pcap
+    sizes = [len(f) for _t, f in read_pcap(str(tmp_path / "cap.pcap.shard0"))]
+    assert max(sizes) > 1514        # TSO/LRO: the stack's large segments, as documented
