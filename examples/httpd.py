@@ -1,0 +1,210 @@
+"""An HTTP/1.1 server on our socket API (either stack), with h11 as the parser.
+
+    python examples/httpd.py [--port 8080] [--static-dir DIR] [--max-body 1048576] [-c N]
+                             [--network-stack native --tap-device tap0 --host-ipv4-addr ...]
+
+Routes:  GET /hello           "hello, world"
+         GET /metrics         the Prometheus metrics of every shard
+         GET /static/PATH     a file under --static-dir (no way out of it)
+         POST /echo           the request body back, chunked
+Keep-alive and pipelining (requests answered in order, several per write),
+chunked request and response bodies, a body over --max-body is a 413 (by its
+Content-Length before reading it, or as soon as a chunked body passes the
+limit), a malformed request a 400, then the connection closes. A connection
+idle for --idle-timeout seconds is closed, so a slow or silent client holds
+its own connection only.
+
+With -c N every shard listens (posix: SO_REUSEPORT; native: our RSS steering).
+h11 rather than httptools: the request path here is the parser plus our stack;
+httptools (C) parses faster, and the benchmark runs it beside us in the
+uvloop server for that comparison (scripts/bench/httpd.py).
+"""
+
+import os
+import sys
+from http import HTTPStatus
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import h11  # noqa: E402
+
+from netstack.sockets import listen, listen_options, make_ipv4_address  # noqa: E402
+from reactor import app_template, futurize, keep_doing, sharded, sleep, with_timeout  # noqa: E402
+from reactor import TimedOutError  # noqa: E402
+
+app = app_template(name="httpd")
+app.add_options()("port", int, 8080, "TCP port")("static-dir", str, None, "serve files from here under /static/")(
+    "max-body", int, 1 << 20, "largest request body accepted (bytes); more is a 413")(
+    "idle-timeout", float, 30.0, "close a connection idle this long (seconds)")
+
+SERVER = b"pyseastar-httpd"
+TYPES = {".html": b"text/html", ".txt": b"text/plain", ".css": b"text/css", ".js": b"application/javascript",
+         ".json": b"application/json", ".png": b"image/png", ".jpg": b"image/jpeg"}
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _headers(extra=()):
+    return [(b"server", SERVER), *extra]
+
+
+def _response(status, headers):
+    return h11.Response(status_code=status, reason=HTTPStatus(status).phrase.encode(), headers=_headers(headers))
+
+
+class Server:
+    def __init__(self, port, static_dir, max_body, idle_timeout):
+        self.port, self.max_body, self.idle_timeout = port, max_body, idle_timeout
+        self.static_dir = os.path.realpath(static_dir) if static_dir else None
+        self.requests = 0
+
+    def start(self):
+        lo = listen_options()
+        lo.reuse_address = True
+        self.listener = listen(make_ipv4_address(self.port), lo)
+        keep_doing(lambda: self.listener.accept().then(self._spawn)).handle_exception(lambda e: None)
+
+    def _spawn(self, ar):
+        futurize(self.serve, ar.connection).handle_exception(lambda e: None)
+
+    def stop(self):
+        self.listener.close()
+
+    # ---- one connection ------------------------------------------------------------------
+    async def serve(self, conn):
+        inp, out = conn.input(), conn.output()
+        h = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
+        try:
+            while True:
+                try:
+                    ev = h.next_event()
+                except h11.RemoteProtocolError as e:
+                    await self._error(h, out, e.error_status_hint, f"bad request: {e}\n")
+                    break
+                if ev is h11.NEED_DATA:
+                    await out.flush()                 # answers of pipelined requests leave together
+                    try:
+                        data = await with_timeout(self.idle_timeout, inp.read())
+                    except TimedOutError:
+                        break
+                    h.receive_data(bytes(data))      # b"": the peer closed
+                    continue
+                if isinstance(ev, h11.Request):
+                    if not await self._request(h, ev, inp, out):
+                        break
+                elif isinstance(ev, h11.ConnectionClosed) or ev is h11.PAUSED and h.our_state is h11.MUST_CLOSE:
+                    break
+                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+                    break
+                if h.our_state is h11.DONE and h.their_state is h11.DONE:
+                    h.start_next_cycle()
+        finally:
+            try:
+                await out.close()
+            except Exception:  # noqa: BLE001 - the peer may be gone already
+                pass
+
+    async def _body(self, h, req, inp_next):
+        n = 0
+        parts = []
+        for name, value in req.headers:
+            if name == b"content-length" and int(value) > self.max_body:
+                raise TooLarge()
+        while True:
+            ev = await inp_next()
+            if isinstance(ev, h11.Data):
+                n += len(ev.data)
+                if n > self.max_body:
+                    raise TooLarge()
+                parts.append(ev.data)
+            elif isinstance(ev, h11.EndOfMessage):
+                return b"".join(parts)
+            else:
+                raise h11.RemoteProtocolError("the body ended early", 400)
+
+    async def _request(self, h, req, inp, out) -> bool:
+        """Answer one request; False: the connection is to close."""
+        self.requests += 1
+
+        async def next_body_event():
+            while True:
+                ev = h.next_event()
+                if ev is not h11.NEED_DATA:
+                    return ev
+                data = await with_timeout(self.idle_timeout, inp.read())
+                h.receive_data(bytes(data))
+        try:
+            body = await self._body(h, req, next_body_event)
+        except TooLarge:
+            await self._error(h, out, 413, f"body over {self.max_body} bytes\n")
+            return False
+        except (h11.RemoteProtocolError, ValueError) as e:
+            await self._error(h, out, 400, f"bad request: {e}\n")
+            return False
+        target = req.target.split(b"?", 1)[0]
+        if req.method in (b"GET", b"HEAD") and target == b"/hello":
+            await self._send(h, out, 200, b"hello, world\n", b"text/plain", req.method == b"HEAD")
+        elif req.method == b"GET" and target == b"/metrics":
+            from netstack.sockets.metrics import gather, render
+            await self._send(h, out, 200, render(await gather(), "seastar"), b"text/plain; version=0.0.4")
+        elif req.method in (b"GET", b"HEAD") and target.startswith(b"/static/"):
+            await self._static(h, out, target[len(b"/static/"):], req.method == b"HEAD")
+        elif req.method == b"POST" and target == b"/echo":
+            await out.write(h.send(_response(200, [(b"content-type", b"application/octet-stream"),
+                                                   (b"transfer-encoding", b"chunked")])))
+            for i in range(0, len(body), 16384):
+                await out.write(h.send(h11.Data(data=body[i:i + 16384])))
+            await out.write(h.send(h11.EndOfMessage()))
+        else:
+            await self._send(h, out, 404, b"not found\n", b"text/plain")
+        return True
+
+    async def _static(self, h, out, rel, head):
+        if self.static_dir is None:
+            return await self._send(h, out, 404, b"no --static-dir\n", b"text/plain")
+        path = os.path.realpath(os.path.join(self.static_dir, os.fsdecode(rel)))
+        if not path.startswith(self.static_dir + os.sep) or not os.path.isfile(path):
+            return await self._send(h, out, 404, b"not found\n", b"text/plain")
+        with open(path, "rb") as f:
+            data = f.read()
+        await self._send(h, out, 200, data, TYPES.get(os.path.splitext(path)[1], b"application/octet-stream"), head)
+
+    async def _send(self, h, out, status, body, ctype, head=False):
+        await out.write(h.send(_response(status, [(b"content-type", ctype),
+                                                  (b"content-length", str(len(body)).encode())])))
+        if not head:
+            await out.write(h.send(h11.Data(data=body)))
+        await out.write(h.send(h11.EndOfMessage()))
+
+    async def _error(self, h, out, status, text):
+        if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = text.encode()
+        try:
+            await out.write(h.send(_response(status, [(b"content-type", b"text/plain"),
+                                                      (b"content-length", str(len(body)).encode()),
+                                                      (b"connection", b"close")])))
+            await out.write(h.send(h11.Data(data=body)))
+            await out.write(h.send(h11.EndOfMessage()))
+            await out.flush()
+        except h11.LocalProtocolError:
+            pass
+
+
+def main():
+    svc = sharded(Server)
+    cfg = app.configuration
+
+    async def run():
+        c = cfg()
+        await svc.start(c["port"], c["static_dir"], c["max_body"], c["idle_timeout"])
+        await svc.invoke_on_all(lambda s: s.start())
+        while True:                     # serve until stopped (SIGINT/SIGTERM)
+            await sleep(3600)
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(sys.argv, main))
