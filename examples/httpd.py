@@ -11,8 +11,8 @@ Keep-alive and pipelining (requests answered in order, several per write),
 chunked request and response bodies, a body over --max-body is a 413 (by its
 Content-Length before reading it, or as soon as a chunked body passes the
 limit), a malformed request a 400, then the connection closes. A connection
-idle for --idle-timeout seconds is closed, so a slow or silent client holds
-its own connection only.
+idle for --idle-timeout seconds is closed (one sweep timer for all of them),
+so a slow or silent client holds its own connection only.
 
 With -c N every shard listens (posix: SO_REUSEPORT; native: our RSS steering).
 h11 rather than httptools: the request path here is the parser plus our stack;
@@ -29,8 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import h11  # noqa: E402
 
 from netstack.sockets import listen, listen_options, make_ipv4_address  # noqa: E402
-from reactor import app_template, futurize, keep_doing, sharded, sleep, with_timeout  # noqa: E402
-from reactor import TimedOutError  # noqa: E402
+from reactor import app_template, futurize, keep_doing, sharded, sleep  # noqa: E402
 
 app = app_template(name="httpd")
 app.add_options()("port", int, 8080, "TCP port")("static-dir", str, None, "serve files from here under /static/")(
@@ -50,8 +49,11 @@ def _headers(extra=()):
     return [(b"server", SERVER), *extra]
 
 
+_REASONS = {int(x): x.phrase.encode() for x in HTTPStatus}
+
+
 def _response(status, headers):
-    return h11.Response(status_code=status, reason=HTTPStatus(status).phrase.encode(), headers=_headers(headers))
+    return h11.Response(status_code=status, reason=_REASONS[status], headers=_headers(headers))
 
 
 class Server:
@@ -60,7 +62,22 @@ class Server:
         self.static_dir = os.path.realpath(static_dir) if static_dir else None
         self.requests = 0
 
+    def _sweep(self):
+        """Every idle_timeout / 2: end the connections idle for idle_timeout (one
+        timer for all of them, not one per read)."""
+        now = self._now()
+        for rec in list(self._records.values()):
+            if now - rec[0] >= self.idle_timeout:
+                rec[0] = now
+                rec[1].shutdown_input()          # its pending read returns end of stream
+
     def start(self):
+        from reactor import Timer, engine
+        self._now = engine().now
+        self._records = {}
+        self.live = set()
+        self._sweeper = Timer(self._sweep)
+        self._sweeper.arm_periodic(max(0.05, self.idle_timeout / 2))
         lo = listen_options()
         lo.reuse_address = True
         self.listener = listen(make_ipv4_address(self.port), lo)
@@ -76,6 +93,9 @@ class Server:
     async def serve(self, conn):
         inp, out = conn.input(), conn.output()
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
+        rec = [self._now(), conn]             # last activity: the idle sweep reads it
+        self.live.add(id(rec))
+        self._records[id(rec)] = rec
         try:
             while True:
                 try:
@@ -85,11 +105,9 @@ class Server:
                     break
                 if ev is h11.NEED_DATA:
                     await out.flush()                 # answers of pipelined requests leave together
-                    try:
-                        data = await with_timeout(self.idle_timeout, inp.read())
-                    except TimedOutError:
-                        break
-                    h.receive_data(bytes(data))      # b"": the peer closed
+                    data = await inp.read()
+                    rec[0] = self._now()
+                    h.receive_data(bytes(data))      # b"": the peer closed (or the idle sweep ended it)
                     continue
                 if isinstance(ev, h11.Request):
                     if not await self._request(h, ev, inp, out):
@@ -101,6 +119,8 @@ class Server:
                 if h.our_state is h11.DONE and h.their_state is h11.DONE:
                     h.start_next_cycle()
         finally:
+            self.live.discard(id(rec))
+            self._records.pop(id(rec), None)
             try:
                 await out.close()
             except Exception:  # noqa: BLE001 - the peer may be gone already
@@ -133,10 +153,16 @@ class Server:
                 ev = h.next_event()
                 if ev is not h11.NEED_DATA:
                     return ev
-                data = await with_timeout(self.idle_timeout, inp.read())
+                data = await inp.read()
                 h.receive_data(bytes(data))
         try:
-            body = await self._body(h, req, next_body_event)
+            if not any(n in (b"content-length", b"transfer-encoding") for n, _v in req.headers):
+                ev = h.next_event()                      # no body: the end of the message is there already
+                body = b""
+                if not isinstance(ev, h11.EndOfMessage):
+                    raise h11.RemoteProtocolError("a body without a length", 400)
+            else:
+                body = await self._body(h, req, next_body_event)
         except TooLarge:
             await self._error(h, out, 413, f"body over {self.max_body} bytes\n")
             return False
@@ -172,11 +198,10 @@ class Server:
         await self._send(h, out, 200, data, TYPES.get(os.path.splitext(path)[1], b"application/octet-stream"), head)
 
     async def _send(self, h, out, status, body, ctype, head=False):
-        await out.write(h.send(_response(status, [(b"content-type", ctype),
-                                                  (b"content-length", str(len(body)).encode())])))
+        data = h.send(_response(status, [(b"content-type", ctype), (b"content-length", b"%d" % len(body))]))
         if not head:
-            await out.write(h.send(h11.Data(data=body)))
-        await out.write(h.send(h11.EndOfMessage()))
+            data += h.send(h11.Data(data=body))
+        await out.write(data + h.send(h11.EndOfMessage()))     # one write: the response leaves whole
 
     async def _error(self, h, out, status, text):
         if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
