@@ -15,9 +15,11 @@ idle for --idle-timeout seconds is closed (one sweep timer for all of them),
 so a slow or silent client holds its own connection only.
 
 With -c N every shard listens (posix: SO_REUSEPORT; native: our RSS steering).
-h11 rather than httptools: the request path here is the parser plus our stack;
-httptools (C) parses faster, and the benchmark runs it beside us in the
-uvloop server for that comparison (scripts/bench/httpd.py).
+--parser httptools (the default) or h11: both sans-IO parsers on the same
+stack and routes. httptools (C) is the default by measurement: with h11 a
+/hello request cost 87 us of server CPU on the native stack, about half of it
+in h11 (py-spy), and the server reached 0.79x asyncio + h11; see
+scripts/bench/httpd.py for the table with both.
 """
 
 import os
@@ -33,6 +35,7 @@ from reactor import app_template, futurize, keep_doing, sharded, sleep  # noqa: 
 
 app = app_template(name="httpd")
 app.add_options()("port", int, 8080, "TCP port")("static-dir", str, None, "serve files from here under /static/")(
+    "parser", str, "httptools", "httptools (C, the default: faster by measurement) or h11 (pure Python)")(
     "max-body", int, 1 << 20, "largest request body accepted (bytes); more is a 413")(
     "idle-timeout", float, 30.0, "close a connection idle this long (seconds)")
 
@@ -56,8 +59,63 @@ def _response(status, headers):
     return h11.Response(status_code=status, reason=_REASONS[status], headers=_headers(headers))
 
 
+class _Request:
+    __slots__ = ("url", "headers", "body", "size", "method", "keep_alive")
+
+    def __init__(self):
+        self.url = b""
+        self.headers = []
+        self.body = []
+        self.size = 0
+
+
+class _Collector:
+    """httptools' callbacks: complete requests, in order (pipelining)."""
+
+    def __init__(self, max_body):
+        self.max_body = max_body
+        self.done = []
+        self.cur = None
+        self.parser = None
+
+    def on_message_begin(self):
+        self.cur = _Request()
+
+    def on_url(self, url):
+        self.cur.url += url
+
+    def on_header(self, name, value):
+        self.cur.headers.append((name.lower(), value))
+
+    def on_headers_complete(self):
+        for name, value in self.cur.headers:
+            if name == b"content-length" and int(value) > self.max_body:
+                raise TooLarge()                 # refused before its body is read
+
+    def on_body(self, body):
+        self.cur.size += len(body)
+        if self.cur.size > self.max_body:
+            raise TooLarge()                     # a chunked body, refused as it passes the limit
+        self.cur.body.append(body)
+
+    def on_message_complete(self):
+        r = self.cur
+        r.method = self.parser.get_method()
+        r.keep_alive = self.parser.should_keep_alive()
+        self.done.append(r)
+
+
+def _raw(status, body, ctype, head=False, close=False):
+    return b"HTTP/1.1 %d %s\r\nserver: %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        status, _REASONS[status], SERVER, ctype, len(body), b"connection: close\r\n" if close else b"",
+        b"" if head else body)
+
+
 class Server:
-    def __init__(self, port, static_dir, max_body, idle_timeout):
+    def __init__(self, port, static_dir, max_body, idle_timeout, parser="httptools"):
+        if parser not in ("httptools", "h11"):
+            raise ValueError(f"--parser is httptools or h11, not {parser!r}")
+        self.parser = parser
         self.port, self.max_body, self.idle_timeout = port, max_body, idle_timeout
         self.static_dir = os.path.realpath(static_dir) if static_dir else None
         self.requests = 0
@@ -84,7 +142,82 @@ class Server:
         keep_doing(lambda: self.listener.accept().then(self._spawn)).handle_exception(lambda e: None)
 
     def _spawn(self, ar):
-        futurize(self.serve, ar.connection).handle_exception(lambda e: None)
+        serve = self.serve_httptools if self.parser == "httptools" else self.serve
+        futurize(serve, ar.connection).handle_exception(lambda e: None)
+
+    # ---- one connection, httptools -----------------------------------------------------------
+    async def serve_httptools(self, conn):
+        import httptools
+        inp, out = conn.input(), conn.output()
+        col = _Collector(self.max_body)
+        p = col.parser = httptools.HttpRequestParser(col)
+        rec = [self._now(), conn]
+        self._records[id(rec)] = rec
+        try:
+            while True:
+                data = await inp.read()
+                if not data:
+                    break
+                rec[0] = self._now()
+                try:
+                    p.feed_data(bytes(data))
+                    failed = None
+                except httptools.HttpParserCallbackError as e:
+                    failed = (413, f"body over {self.max_body} bytes\n") if isinstance(e.__context__, TooLarge) \
+                        else (400, "bad request\n")
+                except (httptools.HttpParserError, ValueError) as e:
+                    failed = (400, f"bad request: {e}\n")
+                keep = True
+                for req in col.done:
+                    keep = await self._answer(req, out) and req.keep_alive
+                    if not keep:
+                        break
+                col.done = []
+                if failed is not None:
+                    await out.write(_raw(failed[0], failed[1].encode(), b"text/plain", close=True))
+                    keep = False
+                await out.flush()                    # the answers of pipelined requests leave together
+                if not keep:
+                    break
+        finally:
+            self._records.pop(id(rec), None)
+            try:
+                await out.close()
+            except Exception:  # noqa: BLE001 - the peer may be gone already
+                pass
+
+    async def _answer(self, req, out) -> bool:
+        target = req.url.split(b"?", 1)[0]
+        m = req.method
+        if m in (b"GET", b"HEAD") and target == b"/hello":
+            await out.write(_raw(200, b"hello, world\n", b"text/plain", m == b"HEAD"))
+        elif m == b"GET" and target == b"/metrics":
+            from netstack.sockets.metrics import gather, render
+            await out.write(_raw(200, render(await gather(), "seastar"), b"text/plain; version=0.0.4"))
+        elif m in (b"GET", b"HEAD") and target.startswith(b"/static/"):
+            status, body, ctype = self._file(target[len(b"/static/"):])
+            await out.write(_raw(status, body, ctype, m == b"HEAD"))
+        elif m == b"POST" and target == b"/echo":
+            body = b"".join(req.body)
+            parts = [b"HTTP/1.1 200 OK\r\nserver: %s\r\ncontent-type: application/octet-stream\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n" % SERVER]
+            for i in range(0, len(body), 16384):
+                chunk = body[i:i + 16384]
+                parts.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            parts.append(b"0\r\n\r\n")
+            await out.write(b"".join(parts))
+        else:
+            await out.write(_raw(404, b"not found\n", b"text/plain"))
+        return True
+
+    def _file(self, rel):
+        if self.static_dir is None:
+            return 404, b"no --static-dir\n", b"text/plain"
+        path = os.path.realpath(os.path.join(self.static_dir, os.fsdecode(rel)))
+        if not path.startswith(self.static_dir + os.sep) or not os.path.isfile(path):
+            return 404, b"not found\n", b"text/plain"
+        with open(path, "rb") as f:
+            return 200, f.read(), TYPES.get(os.path.splitext(path)[1], b"application/octet-stream")
 
     def stop(self):
         self.listener.close()
@@ -188,14 +321,8 @@ class Server:
         return True
 
     async def _static(self, h, out, rel, head):
-        if self.static_dir is None:
-            return await self._send(h, out, 404, b"no --static-dir\n", b"text/plain")
-        path = os.path.realpath(os.path.join(self.static_dir, os.fsdecode(rel)))
-        if not path.startswith(self.static_dir + os.sep) or not os.path.isfile(path):
-            return await self._send(h, out, 404, b"not found\n", b"text/plain")
-        with open(path, "rb") as f:
-            data = f.read()
-        await self._send(h, out, 200, data, TYPES.get(os.path.splitext(path)[1], b"application/octet-stream"), head)
+        status, body, ctype = self._file(rel)
+        await self._send(h, out, status, body, ctype, head)
 
     async def _send(self, h, out, status, body, ctype, head=False):
         data = h.send(_response(status, [(b"content-type", ctype), (b"content-length", b"%d" % len(body))]))
@@ -224,7 +351,7 @@ def main():
 
     async def run():
         c = cfg()
-        await svc.start(c["port"], c["static_dir"], c["max_body"], c["idle_timeout"])
+        await svc.start(c["port"], c["static_dir"], c["max_body"], c["idle_timeout"], c["parser"])
         await svc.invoke_on_all(lambda s: s.start())
         while True:                     # serve until stopped (SIGINT/SIGTERM)
             await sleep(3600)

@@ -21,14 +21,14 @@ class Server:
     """httpd on the chosen stack; `run(argv)` runs a kernel-side command where
     the server is reachable, `inside()` a block of client code."""
 
-    def __init__(self, kind, tmp_path, shards=1):
+    def __init__(self, kind, tmp_path, shards=1, parser="httptools"):
         self.kind = kind
         self.static = tmp_path / "www"
         self.static.mkdir()
         (self.static / "index.html").write_text("<h1>static</h1>\n")
         (tmp_path / "secret.txt").write_text("not for you\n")
         args = [sys.executable, HTTPD, f"-c{shards}", "--static-dir", str(self.static), "--max-body", "100000",
-                "--idle-timeout", "5"]
+                "--idle-timeout", "5", "--parser", parser]
         self.lab = None
         if kind == "posix":
             s = socket.socket()
@@ -92,11 +92,13 @@ class Server:
             self.lab.close()
 
 
-@pytest.fixture(params=["posix", "native"])
+@pytest.fixture(params=[("posix", "httptools"), ("native", "httptools"), ("posix", "h11"), ("native", "h11")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def httpd(request, tmp_path):
-    if request.param == "native" and os.geteuid() != 0:
+    kind, parser = request.param
+    if kind == "native" and os.geteuid() != 0:
         pytest.skip("the native stack needs root for its TAP")
-    s = Server(request.param, tmp_path)
+    s = Server(kind, tmp_path, parser=parser)
     yield s
     s.close()
 

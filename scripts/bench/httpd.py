@@ -5,7 +5,8 @@ in the same run, round-robin (run as root).
 
 One network namespace with a TAP (kernel 192.0.2.1, our native stack 192.0.2.2).
 Servers, each started fresh per cell and pinned to CPU 1: our httpd on the
-native stack (TAP), our httpd on posix (kernel sockets, 192.0.2.1), asyncio
+native stack (TAP; with httptools, its default, and with h11), our httpd on
+posix (kernel sockets, 192.0.2.1), asyncio
 streams + h11, uvloop + httptools (scripts/bench/httpd_baselines.py; same
 /hello response). wrk (Debian's, installed if missing), pinned to CPU 0, runs
 GET /hello with keep-alive from inside the namespace. Printed: requests/s,
@@ -27,11 +28,12 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 KERNEL, STACK, PORT = "192.0.2.1", "192.0.2.2", 8080
+HTTPD = [sys.executable, os.path.join(ROOT, "examples", "httpd.py"), "-c1", "--port", str(PORT)]
+NATIVE = ["--network-stack", "native", "--tap-device", "tap0", "--host-ipv4-addr", STACK, "--gw-ipv4-addr", KERNEL]
 SERVERS = {
-    "native httpd (TAP)": (STACK, [sys.executable, os.path.join(ROOT, "examples", "httpd.py"), "-c1", "--port",
-                                    str(PORT), "--network-stack", "native", "--tap-device", "tap0",
-                                    "--host-ipv4-addr", STACK, "--gw-ipv4-addr", KERNEL]),
-    "posix httpd": (KERNEL, [sys.executable, os.path.join(ROOT, "examples", "httpd.py"), "-c1", "--port", str(PORT)]),
+    "native httpd (TAP)": (STACK, HTTPD + NATIVE),
+    "native httpd, h11": (STACK, HTTPD + NATIVE + ["--parser", "h11"]),
+    "posix httpd": (KERNEL, HTTPD),
     "asyncio + h11": (KERNEL, [sys.executable, os.path.join(HERE, "httpd_baselines.py"), "asyncio-h11", KERNEL,
                                str(PORT)]),
     "uvloop + httptools": (KERNEL, [sys.executable, os.path.join(HERE, "httpd_baselines.py"), "uvloop-httptools",
