@@ -1009,3 +1009,22 @@ def test_tail_loss_probe_is_armed_again_when_recovery_ends_with_data_in_flight()
     send(t, seg(IRS + 1, recover), b"", 0.04)    # the hole repaired: recovery ends, new data in flight
     assert not t.in_recovery and t.snd_max - t.snd_una > t.mss     # (one segment: PTO >= RTO, none armed)
     assert t.tlp_at is not None and t.tlp_at < t.rto_at
+
+
+def test_a_pure_ack_is_never_numbered_past_the_peers_window():
+    """After an RTO rewound snd_nxt, with the peer's window down to one segment
+    (its buffer full), our ACK of its data carries SEQ = SND.UNA + SND.WND, not
+    snd_max: a sequence number past the right edge is unacceptable (RFC 9293
+    3.10.7.4) and the peer would drop every ACK we send (a deadlock seen over the
+    shared-memory ring: both sides at retries=6)."""
+    t, base = _sack_established_with_rtt()
+    t.send(b"s" * 1460 * 8)
+    assert len(recv(t, 0.02)) == 8
+    rto = t.rto_at
+    out = recv(t, rto)                               # everything lost: resend from SND.UNA
+    assert out[0][0].seq == base
+    send(t, seg(IRS + 1, base, window=1460), b"d" * 100, rto + 0.01)   # peer data; its window one segment
+    t.ack_now = True
+    acks = [s for s, p in recv(t, rto + 0.011) if not p]
+    assert acks and all(a.seq == base + 1460 for a in acks), [a.seq - base for a in acks]
+    assert acks[-1].ack == IRS + 101

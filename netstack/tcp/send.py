@@ -175,8 +175,18 @@ class SendSide:
         and if it is below, the peer's duplicate ACK tells us so. (Capping at
         SND.UNA + SND.WND whatever the window, as Linux does, fell below the
         peer's RCV.NXT when our ACKs had been lost: both peers then dropped each
-        other's ACKs as old until both timed out.)"""
-        return self.snd_una if self.snd_wnd == 0 else self.snd_max
+        other's ACKs as old until both timed out.) But never past the right edge
+        of the window the peer offered (SND.UNA + SND.WND), as Linux's
+        tcp_acceptable_seq: seen as a deadlock over the ring -- an RTO rewound
+        snd_nxt, the peer's buffer was full and its window down to one segment,
+        and ACKs numbered at snd_max, far past that edge, were all refused, so
+        neither side's retransmissions were ever acknowledged."""
+        wnd = self.snd_wnd
+        if wnd == 0:
+            return self.snd_una
+        if ((self.snd_max - self.snd_una) & MASK) > wnd:
+            return (self.snd_una + wnd) & MASK
+        return self.snd_max
 
     def _payload_limit(self, tso: bool) -> int:
         """The most payload the next segment may carry: the MSS (with `tso`, a TSO
