@@ -1028,3 +1028,23 @@ def test_a_pure_ack_is_never_numbered_past_the_peers_window():
     acks = [s for s, p in recv(t, rto + 0.011) if not p]
     assert acks and all(a.seq == base + 1460 for a in acks), [a.seq - base for a in acks]
     assert acks[-1].ack == IRS + 101
+
+
+def test_sack_blocks_newest_first_then_the_most_recently_changed():
+    """RFC 2018 4: with more holes than fit in the option, the first block holds
+    the latest segment and the others are the most recently changed -- not the
+    lowest ones. Reported in ascending order, the newest blocks never reached a
+    sender with many holes, and its RACK resent them as lost."""
+    t = established(sack=True, timestamps=False)
+    t.sack_ok = True
+    base = IRS + 1
+    blocks_seen = []
+    for k in (2, 4, 6, 8, 10):                  # five islands, holes between them
+        send(t, seg(base + 100 * k, ISS + 1), b"x" * 100)
+        ((a, _),) = recv(t)
+        blocks_seen.append(a.sack_blocks)
+    island = lambda k: (base + 100 * k, base + 100 * k + 100)      # noqa: E731
+    assert blocks_seen[-1] == (island(10), island(8), island(6), island(4))     # four fit without timestamps
+    send(t, seg(base + 100 * 3, ISS + 1), b"y" * 100)                  # fills the hole below 4: 2..4 merge
+    ((a, _),) = recv(t)
+    assert a.sack_blocks == ((base + 200, base + 500), island(10), island(8), island(6))

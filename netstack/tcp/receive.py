@@ -3,6 +3,7 @@ segment checks in the RFC's order, in-order and out-of-order data, the window
 we offer and the SACK blocks we report."""
 from __future__ import annotations
 
+import itertools
 from bisect import insort
 
 from ..wire.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
@@ -13,9 +14,14 @@ from .state import (CAN_RECEIVE, CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, EV_CO
 from .rules import PAWS_IDLE
 
 
+_STAMP = itertools.count()
+
+
 def _merge_block(blocks: list, left: int, right: int, base: int) -> None:
-    """Add [left, right) to the sorted, disjoint [left, right] blocks of the
-    out-of-order queue (offsets from `base`, RCV.NXT), merging what it touches."""
+    """Add [left, right) to the sorted, disjoint [left, right, stamp] blocks of
+    the out-of-order queue (offsets from `base`, RCV.NXT), merging what it
+    touches; the block it lands in gets a new stamp (the SACK blocks we report
+    are ordered by it: the most recently changed first, RFC 2018 4)."""
     lo = (left - base) & MASK
     hi = (right - base) & MASK
     i = 0
@@ -30,7 +36,7 @@ def _merge_block(blocks: list, left: int, right: int, base: int) -> None:
         if ((b[1] - base) & MASK) > hi:
             hi, right = (b[1] - base) & MASK, b[1]
         j += 1
-    blocks[i:j] = [[left, right]]
+    blocks[i:j] = [[left, right, next(_STAMP)]]
 
 
 class ReceiveSide:
@@ -367,13 +373,15 @@ class ReceiveSide:
         the most recent segment first; three blocks at most beside timestamps."""
         if not self.sack_ok or (not self.ooo and self.dsack is None):
             return ()
-        blocks = [(b[0], b[1]) for b in self.ooo_blocks]
-        # RFC 2018 4: the block with the most recent segment first
-        if self._last_ooo is not None:
-            for i, (left, right) in enumerate(blocks):
-                if seq_le(left, self._last_ooo) and seq_lt(self._last_ooo, right):
-                    blocks.insert(0, blocks.pop(i))
-                    break
+        # RFC 2018 4: the block with the most recent segment first, then the most
+        # recently reported ones. In ascending order instead, a sender with more
+        # holes than fit in three blocks never heard of the newest ones: RACK called
+        # them lost and resent them (a Linux BBR client at 5% loss resent a quarter
+        # of its bytes to us, 270 D-SACKs).
+        obs = self.ooo_blocks
+        if len(obs) > 1:
+            obs = sorted(obs, key=lambda b: -b[2])
+        blocks = [(b[0], b[1]) for b in obs]
         if self.dsack is not None:
             blocks.insert(0, self.dsack)
         return tuple(blocks[:3 if self.ts_ok else 4])
