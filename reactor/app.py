@@ -46,7 +46,7 @@ from .future import Future, futurize, make_ready_future
 from .loop import Reactor, ReactorStopped
 
 __all__ = ["app_template", "Extension", "OptionError", "register_extension", "parse_memory_size", "format_exception",
-           "positive_int", "positive_float", "non_negative_float"]
+           "positive_int", "port_number", "positive_float", "non_negative_float"]
 
 _UNITS = {"": 1, "k": 1 << 10, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 MIN_SHARD_MEMORY = 32 << 20
@@ -95,34 +95,43 @@ class _Parser(argparse.ArgumentParser):
         raise OptionError(message)
 
 
-def positive_int(text: str) -> int:
+def _whole(text: str, low: int, high: int | None, what: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
+        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+    if v < low or (high is not None and v > high):
+        raise argparse.ArgumentTypeError(f"must be at least {low}, not {v}" if high is None
+                                         else f"a {what} is {low}..{high}, not {v}")
     return v
+
+
+def _finite(text: str, low: float, strict: bool) -> float:
+    """A finite number above `low` (strict) or at least `low`; NaN and inf refused."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not ((v > low if strict else v >= low) and v != float("inf")):     # NaN fails both
+        raise argparse.ArgumentTypeError(f"must be a finite number {'above' if strict else '>='} "
+                                         f"{low:g}, not {text}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    return _whole(text, 1, None, "whole number")
+
+
+def port_number(text: str) -> int:
+    return _whole(text, 0, 65535, "port")
 
 
 def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (v > 0 and v != float("inf")):          # NaN fails both
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
-    return v
+    return _finite(text, 0.0, True)
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (v >= 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return v
+    return _finite(text, 0.0, False)
 
 
 def _log_level(text: str) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from reactor.app import non_negative_float, port_number
+
 __all__ = ["NetworkExtension", "add_network_options", "fault_wrapper"]
 
 
@@ -49,29 +51,19 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--fault-dup", type=_percent, default=0.0, metavar="PCT", help="duplicate this %% of frames")
     f.add_argument("--fault-corrupt", type=_percent, default=0.0, metavar="PCT",
                    help="flip one byte in this %% of frames")
-    f.add_argument("--fault-delay-ms", type=_non_negative, default=0.0, metavar="MS",
+    f.add_argument("--fault-delay-ms", type=non_negative_float, default=0.0, metavar="MS",
                    help="hold every received frame back this long")
     f.add_argument("--fault-seed", type=int, default=0, help="seed of the impairments (reproducible runs)")
     g.add_argument("--print-net-stats", action="store_true",
                    help="print the network stack's counters (one JSON line on stderr) at exit")
     m = p.add_argument_group("Metrics (Prometheus)")
-    m.add_argument("--prometheus-port", type=_port, default=0,
+    m.add_argument("--prometheus-port", type=port_number, default=0,
                    help="serve the metrics at http://ADDRESS:PORT/metrics (0: off)")
     m.add_argument("--prometheus-address", type=_ipv4, default="0.0.0.0", help="the address to serve them on")
     m.add_argument("--prometheus-prefix", default="seastar", type=_metric_prefix,
                    help="the first part of every metric's name")
-    g.add_argument("--stats-interval", type=_non_negative, default=0.0, metavar="SECONDS",
+    g.add_argument("--stats-interval", type=non_negative_float, default=0.0, metavar="SECONDS",
                    help="every SECONDS, one compact line of counters per shard on stderr (0: off)")
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535, not {v}")
-    return v
 
 
 def _metric_prefix(text: str) -> str:
@@ -153,16 +145,6 @@ def _percent(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
     if not 0.0 <= v <= 100.0:
         raise argparse.ArgumentTypeError(f"a percentage is between 0 and 100, not {text}")
-    return v
-
-
-def _non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v >= 0.0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
     return v
 
 

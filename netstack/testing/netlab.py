@@ -101,6 +101,26 @@ class NetLab:
     def run(self, ns: str, argv, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(argv, preexec_fn=lambda: netns.setns(ns), **kw)
 
+    def wait_port(self, ns: str, host: str, port: int, proc=None, timeout: float = 20.0) -> None:
+        """Until a TCP connect to host:port from inside ns succeeds; RuntimeError if
+        `proc` (the server) exits first or `timeout` passes."""
+        import socket
+        import time
+        netns.pushns(ns)
+        try:
+            end = time.monotonic() + timeout
+            while True:
+                try:
+                    socket.create_connection((host, port), timeout=0.5).close()
+                    return
+                except OSError:
+                    if (proc is not None and proc.poll() is not None) or time.monotonic() > end:
+                        err = proc.stderr.read() if proc is not None and proc.stderr else ""
+                        raise RuntimeError(f"nothing listens on {host}:{port} in {ns}: {err!r}") from None
+                    time.sleep(0.05)
+        finally:
+            netns.popns()
+
     def enter(self, ns: str) -> None:
         """Move the calling process (use in a forked child only) into ns."""
         netns.setns(ns)

@@ -17,11 +17,9 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -56,23 +54,10 @@ def _ms(text: str) -> float:
 
 
 def run_cell(lab, ns, name, a):
-    from pyroute2 import netns
     host, argv = SERVERS[name]
     p = lab.popen(ns, ["taskset", "-c", "1", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        netns.pushns(ns)
-        try:
-            end = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection((host, PORT), timeout=0.5).close()
-                    break
-                except OSError:
-                    if p.poll() is not None or time.monotonic() > end:
-                        raise RuntimeError(f"{name} did not start: {p.stderr.read()!r}")
-                    time.sleep(0.05)
-        finally:
-            netns.popns()
+        lab.wait_port(ns, host, PORT, p)
         # the server's own process (taskset exec'd into it, so it is p.pid)
         c0 = cpu_seconds(p.pid)
         r = lab.run(ns, ["taskset", "-c", "0", "wrk", "-t1", f"-c{a.connections}", f"-d{a.duration}s", "--latency",

@@ -16,11 +16,9 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -61,24 +59,11 @@ def load(lab, ns, argv, timeout=120):
 
 
 def run_server(lab, ns, name):
-    from pyroute2 import netns
     host, argv = SERVERS[name]
     p = lab.popen(ns, ["taskset", "-c", "1", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    netns.pushns(ns)
-    try:
-        end = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection((host, PORT), timeout=0.5).close()
-                break
-            except OSError:
-                if p.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError(f"{name} did not start: {p.stderr.read()!r}")
-                time.sleep(0.05)
-    finally:
-        netns.popns()
     out = {}
     try:
+        lab.wait_port(ns, host, PORT, p)
         c0 = cpu(p.pid)
         b = load(lab, ns, ["bulk", host, str(PORT), "100"])
         c1 = cpu(p.pid)
