@@ -198,7 +198,14 @@ def test_lossy_link_goodput_is_near_the_mathis_bound(cc, seed):
     0.24-0.5 of it; 1/25 before RACK-TLP, PRR and D-SACK, when retransmission
     timeouts were most of the time; the rest is the one or two RTOs left, 200
     RTTs each, when a retransmission is lost with nothing sent after it)."""
-    loss = 0.05
+    goodput, bound = lossy_goodput(seed, cc)
+    assert goodput >= bound / 5, f"{goodput / 1e6:.2f} MB/s, bound {bound / 1e6:.2f} MB/s"
+
+
+def lossy_goodput(seed, cc, loss=0.05):
+    """1 MB each way over `loss` loss, 1% duplication, 5% reordering each way:
+    asserts the bytes intact and no frame past the MTU (LinkPair raises) or
+    internal error; returns (goodput, Mathis bound) in bytes per second."""
     lp = pair(seed, congestion=cc, loss=loss, duplicate=0.01, reorder=0.05)
     lst = lp.b.tcp_listen(80)
     c = lp.a.tcp_connect(B_IP, 80, lp.now)
@@ -208,8 +215,6 @@ def test_lossy_link_goodput_is_near_the_mathis_bound(cc, seed):
     up, down = r.randbytes(1_000_000), r.randbytes(1_000_000)
     got_up, got_down, elapsed = lp.exchange(c, s, up, down)
     assert got_up == up and got_down == down
-    bound = mathis_bound(1448, 2 * lp.latency, loss)          # bytes per second, one direction
-    goodput = len(up) / elapsed
-    assert goodput >= bound / 5, f"{goodput / 1e6:.2f} MB/s, bound {bound / 1e6:.2f} MB/s"
     st = {**lp.a.stats(), **lp.b.stats()}
     assert "drop_tx_too_big_for_mtu" not in st and "drop_internal_error" not in st
+    return len(up) / elapsed, mathis_bound(1448, 2 * lp.latency, loss)
