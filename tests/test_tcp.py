@@ -1048,3 +1048,20 @@ def test_sack_blocks_newest_first_then_the_most_recently_changed():
     send(t, seg(base + 100 * 3, ISS + 1), b"y" * 100)                  # fills the hole below 4: 2..4 merge
     ((a, _),) = recv(t)
     assert a.sack_blocks == ((base + 200, base + 500), island(10), island(8), island(6))
+
+
+def test_each_out_of_order_segment_of_a_batch_gets_its_own_ack():
+    """Out-of-order segments that arrive together (one batch, one poll) are each
+    acknowledged, as Linux does, so every new SACK block is reported at least once;
+    coalesced into one ACK, more new blocks than fit went unreported and the
+    sender resent them (a Linux sender resent 18% of its bytes at 5% loss)."""
+    t = established(sack=True, timestamps=False)
+    t.sack_ok = True
+    base = IRS + 1
+    for k in (2, 4, 6, 8, 10, 12):                       # six islands in one batch, no poll between
+        send(t, seg(base + 100 * k, ISS + 1), b"x" * 100)
+    acks = [s for s, p in recv(t)]
+    assert len(acks) == 6 and all(a.ack == base for a in acks)
+    reported = {b for a in acks for b in a.sack_blocks}
+    assert reported == {(base + 100 * k, base + 100 * k + 100) for k in (2, 4, 6, 8, 10, 12)}
+    assert acks[-1].sack_blocks[0] == (base + 1200, base + 1300)     # the last one names the newest first

@@ -127,7 +127,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit',
                  'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist',
                  'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
-                 'delivery', 'pacer', "__weakref__")
+                 'delivery', 'pacer', 'early_acks', "__weakref__")
 
     # The timer model: each timer is one of these attributes, a deadline or None
     # (stopped). poll_at() follows from them (_next_deadline); _stop_timers and
@@ -251,6 +251,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.reo_wnd_persist = 0
         self.min_rtt = None
         self.dsack = None             # a duplicate segment to report in the next ACK's first SACK block (RFC 2883)
+        self.early_acks = None        # ACKs of earlier out-of-order segments of this batch, sent first by poll()
         self.undo_cwnd = self.undo_ssthresh = 0   # the window before a reduction (undo.py)
         self.undo_retrans = -1        # retransmissions of the episode not yet D-SACKed; -1: nothing to undo
         self.undo_seqs = None         # their sequence numbers

@@ -325,7 +325,16 @@ class ReceiveSide:
             self.events.append(EV_READABLE)
             self._schedule_ack(len(payload), now)
         else:
-            # out of order: keep (bounded), ACK at once with SACK blocks
+            # out of order: keep (bounded), ACK at once with SACK blocks -- one ACK per
+            # segment, as Linux: the ACK still owed for an earlier segment of the same
+            # batch leaves now with its blocks (coalesced into one ACK at the end of a
+            # batch, more new blocks than fit went unreported, and the sender's RACK
+            # resent them as lost)
+            if self.ack_now and self.sack_ok and (self.ooo or self.dsack is not None):
+                q = self.early_acks
+                if q is None:
+                    q = self.early_acks = []
+                q.append(self._ack_seg(self._ack_seq(), ACK, now))
             self.ack_now = True
             if self.ooo_bytes + len(payload) > self.cfg.ooo_limit:
                 self.stats["ooo_dropped"] += 1

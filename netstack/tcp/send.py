@@ -95,6 +95,9 @@ class SendSide:
         if self.rst_pending is not None:
             out.append((self.rst_pending, b""))
             self.rst_pending = None
+        if self.early_acks is not None:         # ACKs owed to out-of-order segments (receive.py)
+            out.extend((a, b"") for a in self.early_acks)
+            self.early_acks = None
         if self.state is CLOSED or not self._run_timers(now, out):
             return out
         st = self.state
@@ -295,7 +298,7 @@ class SendSide:
         (chain=False: at most one segment -- the TSO continuation's own calls.)"""
         st = self.state
         if (st is not ESTABLISHED and st is not CLOSE_WAIT) or self.rst_pending is not None \
-                or self.ooo or self.fin_queued or self.dsack is not None or self.frto \
+                or self.ooo or self.fin_queued or self.dsack is not None or self.frto or self.early_acks is not None \
                 or self.in_recovery or self._retransmit_one or self._sack_send or self.persist_at is not None \
                 or (self.rto_at is not None and now >= self.rto_at) or (self.tlp_at is not None and now >= self.tlp_at) \
                 or (self.rack_at is not None and now >= self.rack_at) or self.pacer is not None:
