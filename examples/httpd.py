@@ -133,7 +133,6 @@ class Server:
         from reactor import Timer, engine
         self._now = engine().now
         self._records = {}
-        self.live = set()
         self._sweeper = Timer(self._sweep)
         self._sweeper.arm_periodic(max(0.05, self.idle_timeout / 2))
         lo = listen_options()
@@ -227,7 +226,6 @@ class Server:
         inp, out = conn.input(), conn.output()
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=16384)
         rec = [self._now(), conn]             # last activity: the idle sweep reads it
-        self.live.add(id(rec))
         self._records[id(rec)] = rec
         try:
             while True:
@@ -245,14 +243,13 @@ class Server:
                 if isinstance(ev, h11.Request):
                     if not await self._request(h, ev, inp, out):
                         break
-                elif isinstance(ev, h11.ConnectionClosed) or ev is h11.PAUSED and h.our_state is h11.MUST_CLOSE:
+                elif isinstance(ev, h11.ConnectionClosed):
                     break
                 if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
                     break
                 if h.our_state is h11.DONE and h.their_state is h11.DONE:
                     h.start_next_cycle()
         finally:
-            self.live.discard(id(rec))
             self._records.pop(id(rec), None)
             try:
                 await out.close()

@@ -112,7 +112,7 @@ def collect_local() -> dict:
         out["tcp_syn_cookies_total"][(("what", what),)] = sum(x[f"syn_cookies_{what}"] for x in lst)
     out["arp_requests_total"][()] = s.get("tx_arp", 0)
     out["arp_misses_total"][()] = s.get("drop_arp_unresolved", 0)
-    out["ipv4_reassembled_total"][()] = s.get("ipv4_reassembled", 0) + s.get("reassembled", 0)
+    out["ipv4_reassembled_total"][()] = s.get("ipv4_reassembled", 0)
     out["shard_frames_forwarded_total"][()] = dev.get("forwarded", 0)
     for k, v in {**s, **{"device_" + k: v for k, v in dev.items()}}.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):

@@ -121,6 +121,16 @@ class NetLab:
         finally:
             netns.popns()
 
+    def stop(self, proc, timeout: float = 10.0) -> None:
+        """End a process this lab started: SIGTERM, then SIGKILL after `timeout`."""
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     def enter(self, ns: str) -> None:
         """Move the calling process (use in a forked child only) into ns."""
         netns.setns(ns)

@@ -64,12 +64,7 @@ def run_cell(lab, ns, name, a):
                          f"http://{host}:{PORT}/hello"], capture_output=True, text=True, timeout=a.duration + 60)
         c1 = cpu_seconds(p.pid)
     finally:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        lab.stop(p)
     out = r.stdout
     m = re.search(r"(\d+) requests in", out)
     reqs = int(m.group(1)) if m else 0

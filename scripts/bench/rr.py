@@ -79,12 +79,7 @@ def run_server(lab, ns, name):
         out["conn/s"] = c["connections"] / c["seconds"]
         out["conn failed"] = c["failed"]
     finally:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        lab.stop(p)
     return out
 
 
