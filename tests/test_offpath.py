@@ -205,3 +205,22 @@ def test_user_timeout_is_reset_by_progress():
         lp.run_until(lambda: c.snd_una == c.snd_max, max_time=lp.now + 1)
         lp.now = max(lp.now, t0 + 0.6 * (k + 1))       # the application pauses
     assert lp.now - t0 > 2.9 and c.state is State.ESTABLISHED
+
+
+def test_resets_sent_are_counted_by_the_stack_and_by_the_connection():
+    """A segment for no connection is answered with a RST (tx_tcp_rst), and an
+    aborted connection's RST is counted in its stats (tcp_resets_sent once it is
+    gone): the counters the resets metric reads."""
+    from netstack.testing import LinkPair
+    lp = LinkPair.make(seed=4)
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(lp.b.ip, 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue)
+    lst.accept()
+    stray = lp.a.tcp_connect(lp.b.ip, 81, lp.now)          # nothing listens on 81
+    lp.run_until(lambda: stray.state.name == "CLOSED")
+    assert lp.b.stats()["tx_tcp_rst"] == 1
+    c.abort()
+    lp.run_until(lambda: c.state.name == "CLOSED")
+    lp.step()
+    assert lp.a.stats()["tcp_resets_sent"] == 1

@@ -128,6 +128,7 @@ class TcpLayer:
         else:
             rst = TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len(len(payload))) & _MASK,
                           RST | ACK, 0)
+        self.counters["tx_tcp_rst"] += 1
         self._send_tcp(src, rst, b"", now)
 
     # ---- API ----------------------------------------------------------------------------

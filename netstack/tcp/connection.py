@@ -161,7 +161,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "rescue_retransmits": 0,
                       "challenge_acks": 0, "challenge_acks_suppressed": 0, "dup_acks": 0, "tlp_probes": 0,
                       "tlp_recoveries": 0, "lost_retransmits": 0, "dsacks_received": 0, "rack_losses": 0,
-                      "spurious_rtos": 0, "undo_frto": 0, "undo_dsack": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
+                      "spurious_rtos": 0, "undo_frto": 0, "undo_dsack": 0, "resets_sent": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
         self._was_writable = True
         self.sched_at: float | None = None   # the Interface's timer-heap bookkeeping
         self.owner = None                     # called with self after a user call changes what to send
@@ -272,6 +272,11 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.state = new
         if self.trace is not None:
             self.trace(self, old, new)
+
+    def _queue_rst(self, seq: int) -> None:
+        """A RST for poll() (or the Interface, if the TCB is gone first) to send, counted."""
+        self.rst_pending = self._seg(seq, 0, RST)
+        self.stats["resets_sent"] += 1
 
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961: answer a suspicious segment (an in-window RST or SYN, too old
@@ -525,7 +530,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
     def abort(self) -> None:
         """Reset the connection now (RFC 9293 ABORT)."""
         if self.state in SYNCHRONIZED or self.state is SYN_RECEIVED:
-            self.rst_pending = self._seg(self.snd_max, 0, RST)
+            self._queue_rst(self.snd_max)
         self._finish(ConnectionAbortedError(103, "connection aborted"))
         self._changed()
 

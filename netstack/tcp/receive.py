@@ -201,7 +201,7 @@ class ReceiveSide:
         """SYN-RECEIVED: an ACK of our SYN completes the handshake; any other ACK
         draws a RST (RFC 9293 3.10.7.4 fifth check). False: drop the segment."""
         if not (seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max)):
-            self.rst_pending = self._seg(seg.ack, 0, RST)
+            self._queue_rst(seg.ack)
             return False
         self._set_state(ESTABLISHED)
         self.syn_acked = True
@@ -262,7 +262,7 @@ class ReceiveSide:
             # RFC 9293 3.10.7.3: unacceptable ACK -> RST (unless RST)
             if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
                 if not flags & RST:
-                    self.rst_pending = self._seg(seg.ack, 0, RST)
+                    self._queue_rst(seg.ack)
                 return
         if flags & RST:
             if flags & ACK:

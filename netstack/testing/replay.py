@@ -55,11 +55,13 @@ class _CaptureDevice(Device):
         self.mtu = mtu
         self.clock = clock
         self.inbox: list = []
+        self.injected = 0
         self.sent: list = []        # (time, frame bytes)
         self.on_send: Callable[[bytes], None] | None = None
 
     def inject(self, frame: bytes) -> None:
         self.inbox.append(frame)
+        self.injected += 1
 
     def recv_batch(self, n: int = 64) -> list:
         out, self.inbox = self.inbox[:n], self.inbox[n:]
@@ -75,7 +77,7 @@ class _CaptureDevice(Device):
         return len(frames)
 
     def stats(self) -> dict:
-        return {"replayed_in": 0, "replies": len(self.sent)}
+        return {"rx_frames": self.injected, "tx_frames": len(self.sent)}
 
 
 @dataclass
