@@ -74,7 +74,8 @@ class Interface(EthernetInput, ArpInput, Ipv4Input, IcmpInput, UdpLayer, TcpLaye
         self._stale_timers = 0            # entries of forgotten TCBs still in the heap (roughly)
         self.listeners: dict = {}
         self.udp: dict = {}
-        self.events: list = []
+        self.events: list = []           # the same list for good: TCBs hold its append
+        self._events_append = self.events.append
         self.dirty: set = set()
         self.isn = IsnGenerator(config.secrets[:16])
         self.cookies = SynCookies(config.secrets[16:32])

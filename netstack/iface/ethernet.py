@@ -75,6 +75,10 @@ class EthernetInput:
         flags and timestamp) are merged before TCP sees them -- software GRO, as the
         kernel does -- so TCP state, the ACK decision and the application's wake-up
         happen once per run instead of once per segment."""
+        if len(frames) == 1:        # nothing to merge (a request, an ACK): straight in
+            f, ok = frames[0]
+            self._receive_parsed(self._fast_tcp(f, ok), f, now, ok)
+            return
         head = None         # the first data segment of a run: its _fast_tcp answer
         head_frame = head_ok = head_tcb = head_ack = head_flags = head_window = head_ts = None
         run = None          # once a second segment joins: ([payloads], [(frame, ok)])

@@ -5,7 +5,6 @@ TCP API (listen, connect); and a TCB's life in the interface (adopt, collect).""
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from ..tcp import TCB, Listener
 from ..tcp.state import CLOSED, EV_READABLE
@@ -49,7 +48,7 @@ def _log_state(tcb, old, new) -> None:
                tcb.remote_port, old.value, new.value)
 
 
-def _ignore_event() -> None:
+def _ignore_event(_ev) -> None:
     return None
 
 
@@ -198,7 +197,8 @@ class TcpLayer:
         if _log.isEnabledFor(logging.DEBUG):      # per connection, never per segment
             tcb.trace = _log_state
         tcb.events = EventSink(tcb, self.events)
-        tcb.notify_readable = partial(self.events.append, (tcb, EV_READABLE))
+        tcb.ev_append = self._events_append     # one bound method for all TCBs
+        tcb.ev_readable = (tcb, EV_READABLE)
         self.tcbs[key] = tcb
         return tcb
 
@@ -225,7 +225,8 @@ class TcpLayer:
         # a finished connection is freed when its last user lets go of it
         # instead of waiting for (and paying for) the cyclic GC
         tcb.events = []
-        tcb.notify_readable = _ignore_event
+        tcb.ev_append = _ignore_event
+        tcb.ev_readable = None
         self._forget_timer(tcb)
 
     def pop_events(self) -> list:

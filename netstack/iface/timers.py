@@ -43,14 +43,7 @@ class Timers:
                 segments = tcb.fast_output(now)
                 if segments is not None:
                     if segments:
-                        template = tcb.tx_cache
-                        # the cached template while its neighbour entry is current and
-                        # not near its refresh; _template_for decides otherwise (and
-                        # is what every other path calls: test_interface checks both)
-                        if template is None or template.src_ip != self.ip or \
-                                self.neighbours.entries.get(template.next_hop) is not template.neighbour or \
-                                template.neighbour[1] - now < self.neighbours.retry * 2:
-                            template = self._template_for(tcb, now)
+                        template = self._template_for(tcb, now)
                         if template is None:
                             self.counters["drop_tx_no_route"] += len(segments)
                         else:

@@ -55,6 +55,7 @@ class TcpTemplate(NamedTuple):
     ip_sum: int                 # IPv4 header sum without total length and ident
     pseudo_sum: int             # addresses + protocol: the pseudo-header without the TCP length
     ports_sum: int              # source port + destination port
+    fresh_until: float          # past this the neighbour entry nears its refresh: make the template anew
 
 
 class Output:
@@ -70,21 +71,25 @@ class Output:
         nb = self.neighbours
         mac = nb.lookup(hop, now)
         entry = None
+        fresh_until = 0.0
         if mac is not None:
             entry = nb.entries[hop]
             if nb.needs_refresh(hop, now):
                 self._send_arp(ARP_REQUEST, mac, NO_MAC, hop)
+            else:
+                fresh_until = entry[1] - nb.retry * 2
         src = self.ip
         addr = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
         return TcpTemplate(entry, hop, mac if mac is not None else NO_MAC, src, dst, src_port, dst_port,
-                           0x4500 + 0x4000 + 0x4006 + addr, addr + 6, src_port + dst_port)
+                           0x4500 + 0x4000 + 0x4006 + addr, addr + 6, src_port + dst_port, fresh_until)
 
     def _template_for(self, tcb, now: float) -> TcpTemplate | None:
         """The TCB's cached template while its neighbour entry is current and not
-        near its refresh (then it is made anew: that path sends the refresh)."""
+        near its refresh (then it is made anew: that path sends the refresh), and
+        our address is the one it was made with. Every TCP output path asks here."""
         t = tcb.tx_cache
-        if t is None or t.neighbour is None or self.neighbours.entries.get(t.next_hop) is not t.neighbour \
-                or t.neighbour[1] - now < self.neighbours.retry * 2 or t.src_ip != self.ip:
+        if t is None or now >= t.fresh_until or self.neighbours.entries.get(t.next_hop) is not t.neighbour \
+                or t.src_ip is not self.ip:
             t = self._tcp_template(tcb.local_port, tcb.remote_port, tcb.remote_ip, now)
             tcb.tx_cache = t if t is not None and t.neighbour is not None else None
         return t

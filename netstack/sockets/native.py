@@ -119,6 +119,7 @@ class NativeStack:
         # protocol object (TCB, listener, UDP endpoint) -> weakref to its handler; a
         # plain dict of weakrefs: WeakValueDictionary.get is Python code, this is C
         self.handlers: dict = {}
+        self._handler_gone = self._handler_gone     # bound once: the callback of every handler's ref
         self.busy: set = set()          # handlers someone is waiting on: kept alive
         self.timer = Timer(self.poll, reactor)
         self.armed_at = None
@@ -206,8 +207,13 @@ class NativeStack:
 
     def adopt(self, obj, handler) -> None:
         """Events of obj go to handler while the handler lives."""
-        handlers = self.handlers
-        handlers[obj] = weakref.ref(handler, lambda r: handlers.pop(obj) if handlers.get(obj) is r else None)
+        self.handlers[obj] = weakref.KeyedRef(handler, self._handler_gone, obj)
+
+    def _handler_gone(self, ref) -> None:
+        # one bound method shared by every connection's ref (a closure each was
+        # ~200 bytes per connection); `ref.key` says whose handler went
+        if self.handlers.get(ref.key) is ref:
+            del self.handlers[ref.key]
 
     def _on_dhcp(self, ev) -> None:
         if ev in (EV_DHCP_BOUND, EV_DHCP_RENEWED, EV_DHCP_LOST):
@@ -287,6 +293,7 @@ def _apply_address(ip: bytes, netmask: bytes, gateway) -> None:
 class _Waits:
     """Futures waiting on one connection / listener / channel."""
 
+    __slots__ = ()
     reader = None       # a pending read resolved with its data (connections only)
 
     def _wait(self, kind: str) -> Future:
@@ -350,6 +357,11 @@ class _NativeServer(_Waits):
 
 
 class _NativeConn(_Waits):
+    # slots: one of these per connection (its dict was a third of an idle
+    # connection's socket-layer memory)
+    __slots__ = ("stack", "tcb", "waiters", "pending", "pending_bytes", "input_shut", "output_closed", "reader",
+                 "eof_delivered", "__weakref__")
+
     def __init__(self, stack: NativeStack, tcb) -> None:
         self.stack = stack
         self.tcb = tcb

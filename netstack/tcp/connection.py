@@ -21,8 +21,6 @@ delayed ACK (`delack_at`), persist (`persist_at`), keepalive
 
 from __future__ import annotations
 
-from collections import deque
-from functools import partial
 
 from frames import Gather
 from ..wire.seq import HALF, MASK, seq_add
@@ -48,13 +46,35 @@ class TcpError(Exception):
     pass
 
 
+COUNTERS = frozenset((
+    "retransmits", "timeouts", "fast_retransmits", "rescue_retransmits", "challenge_acks",
+    "challenge_acks_suppressed", "dup_acks", "tlp_probes", "tlp_recoveries", "lost_retransmits",
+    "dsacks_received", "rack_losses", "spurious_rtos", "undo_frto", "undo_dsack", "resets_sent",
+    "ooo_dropped", "paws_dropped", "bad_segments"))
+
+
+class TcbStats(dict):
+    """A connection's counters, sparse: a counter never incremented is not
+    stored (an idle connection's 19 zeros were a 464-byte dict) and reads as 0;
+    a name outside COUNTERS is an error, as a misspelt counter should be."""
+
+    __slots__ = ()
+
+    def __missing__(self, name: str) -> int:
+        if name in COUNTERS:
+            return 0
+        raise KeyError(name)
+
+
 class SendBuffer:
-    """Bytes from SND.UNA on, as a deque of chunks (no big memmove on each ACK)."""
+    """Bytes from SND.UNA on, as a list of chunks: an ACK drops the chunks it
+    covers with one slice deletion (a list, not a deque: an empty deque holds a
+    760-byte block, an idle connection's largest cost)."""
 
     __slots__ = ("chunks", "head", "size")
 
     def __init__(self) -> None:
-        self.chunks: deque = deque()
+        self.chunks: list = []
         self.head = 0   # offset into chunks[0]
         self.size = 0
 
@@ -103,9 +123,14 @@ class SendBuffer:
         self.size -= n
         n += self.head
         chunks = self.chunks
-        while chunks and n >= len(chunks[0]):
-            n -= len(chunks.popleft())
-        self.head = n if chunks else 0
+        i = 0
+        k = len(chunks)
+        while i < k and n >= len(chunks[i]):
+            n -= len(chunks[i])
+            i += 1
+        if i:
+            del chunks[:i]
+        self.head = n if i < k else 0
 
 
 class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
@@ -116,7 +141,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'delack_at', 'dupacks', 'error', 'events', 'fin_queued', 'fin_received', 'in_recovery', 'irs',
                  'iss', 'keepalive', 'keepalive_at', 'keepalive_count', 'keepalive_idle', 'keepalive_interval',
                  'keepalive_probes', 'last_ack_sent', 'last_recv', 'last_wnd_sent', 'listener', 'local_ip',
-                 'local_port', 'max_snd_wnd', 'mss', 'nodelay', 'notify_readable', 'ooo', 'ooo_blocks', 'ooo_bytes',
+                 'local_port', 'max_snd_wnd', 'mss', 'nodelay', 'ev_append', 'ev_readable', 'ooo', 'ooo_blocks', 'ooo_bytes',
                  'our_mss', 'owner', 'persist_at', 'persist_backoff', 'rcv_nxt', 'rcv_wscale', 'recover',
                  'recv_buffer', 'remote_ip', 'remote_port', 'rescue_rxt', 'retries', 'rexmit_next', 'rq',
                  'rq_bytes', 'rst_pending', 'rto', 'rto_at', 'rtt_seq', 'rtt_time', 'rttvar', 'sack_ok',
@@ -146,8 +171,10 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.tx_cache = None    # the interface's per-connection header template (iface.tx.TcpTemplate)
         self.state = CLOSED
         self.events: list = []
-        # the fast path's one event, as a C-level call (the Interface rebinds it)
-        self.notify_readable = partial(self.events.append, EV_READABLE)
+        # the fast path's one event as a C-level call, ev_append(ev_readable): the
+        # Interface rebinds both (its event list's shared append, (tcb, READABLE))
+        self.ev_append = self.events.append
+        self.ev_readable = EV_READABLE
         self.error: BaseException | None = None
         self.listener = None
         self._init_send(iss)
@@ -158,10 +185,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.rst_pending: TcpRepr | None = None
         self.recv_buffer = cfg.recv_buffer
         self.send_limit = cfg.send_buffer
-        self.stats = {"retransmits": 0, "timeouts": 0, "fast_retransmits": 0, "rescue_retransmits": 0,
-                      "challenge_acks": 0, "challenge_acks_suppressed": 0, "dup_acks": 0, "tlp_probes": 0,
-                      "tlp_recoveries": 0, "lost_retransmits": 0, "dsacks_received": 0, "rack_losses": 0,
-                      "spurious_rtos": 0, "undo_frto": 0, "undo_dsack": 0, "resets_sent": 0, "ooo_dropped": 0, "paws_dropped": 0, "bad_segments": 0}
+        self.stats = TcbStats()
         self._was_writable = True
         self.sched_at: float | None = None   # the Interface's timer-heap bookkeeping
         self.owner = None                     # called with self after a user call changes what to send
@@ -183,7 +207,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
     def _init_receive(self, cfg, mss_limit, tso_max: int, now: float) -> None:
         self.irs = 0
         self.rcv_nxt = 0
-        self.rq: deque = deque()     # in-order data not yet read
+        self.rq: list = []           # in-order data not yet read (a list: an empty deque holds 760 bytes)
         self.rq_bytes = 0
         self.ooo: list = []          # sorted [(seq, bytes)]
         self.ooo_blocks: list = []   # what ooo covers: sorted, merged [left, right] (the SACK blocks)
@@ -466,7 +490,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         out = rq[0]
         n = len(out)
         if n <= max_bytes:
-            rq.popleft()
+            del rq[0]
         else:
             rq[0] = out[max_bytes:]
             out = out[:max_bytes]

@@ -88,7 +88,9 @@ class RackTlp:
                 newest = e
         if newest is not None:
             self._rack_delivered(newest, now)
-        if x and seq_lt(x[0][_START], ack):
+        if not x:
+            self.xmit = None            # nothing in flight: an idle connection holds no deque (760 bytes)
+        elif seq_lt(x[0][_START], ack):
             if d is not None and not x[0][_SACKED]:
                 d.on_delivered(x[0], (ack - x[0][_START]) & MASK, now)
             x[0][_START] = ack          # partly acknowledged

@@ -85,7 +85,7 @@ class ReceiveSide:
             self.rq.append(payload)
             self.rq_bytes += plen
             self.rcv_nxt = (seq + plen) & MASK
-            self.notify_readable()
+            self.ev_append(self.ev_readable)
             self.snd_wl1 = seq
             self._schedule_ack(plen, now)
         return True

@@ -8,6 +8,9 @@
  *                                               WORKERS forked processes; {"connections":N,...}
  *   loadgen bulk HOST PORT MIB                  send MIB MiB and read the echo at once;
  *                                               {"bytes":N,"seconds":S}
+ *   loadgen hold HOST PORT CONNS SECONDS        open CONNS connections, one 64-byte round trip
+ *                                               on each, print {"held":N} and hold them all
+ *                                               open for SECONDS (the server's idle memory)
  *   loadgen server HOST PORT                    an epoll echo server (the C row)
  */
 #define _GNU_SOURCE
@@ -21,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -179,6 +183,31 @@ static int bulk(const char *host, int port, long mib) {
     return 0;
 }
 
+static int hold(const char *host, int port, int conns, double seconds) {
+    struct sockaddr_in a = addr_of(host, port);
+    struct rlimit rl = {conns + 64, conns + 64};
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) { perror("setrlimit"); return 1; }
+    int *fd = calloc(conns, sizeof(int));
+    char msg[64], buf[64];
+    memset(msg, 'h', sizeof msg);
+    for (int i = 0; i < conns; i++) {
+        fd[i] = connect_to(&a);
+        if (fd[i] < 0) { perror("connect"); return 1; }
+        if (write(fd[i], msg, sizeof msg) != sizeof msg) { fprintf(stderr, "short write\n"); return 1; }
+        for (int got = 0; got < (int)sizeof buf;) {
+            ssize_t r = read(fd[i], buf + got, sizeof buf - got);
+            if (r <= 0) { fprintf(stderr, "connection lost\n"); return 1; }
+            got += r;
+        }
+    }
+    printf("{\"held\": %d}\n", conns);
+    fflush(stdout);
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+    for (int i = 0; i < conns; i++) close(fd[i]);
+    return 0;
+}
+
 static int server(const char *host, int port) {
     struct sockaddr_in a = addr_of(host, port);
     int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
@@ -220,6 +249,7 @@ int main(int argc, char **argv) {
     if (argc >= 7 && !strcmp(argv[1], "rr")) return rr(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]), atoi(argv[6]));
     if (argc >= 6 && !strcmp(argv[1], "conn")) return conn_mode(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
     if (argc >= 5 && !strcmp(argv[1], "bulk")) return bulk(argv[2], atoi(argv[3]), atol(argv[4]));
+    if (argc >= 6 && !strcmp(argv[1], "hold")) return hold(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
     if (argc >= 4 && !strcmp(argv[1], "server")) return server(argv[2], atoi(argv[3]));
     fprintf(stderr, "usage: loadgen rr|conn|bulk|server ...\n");
     return 2;

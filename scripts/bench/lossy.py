@@ -58,6 +58,87 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 """
 
+# --direction up/down: a discard server on 1235 and a 64 KiB-periodic source on 1236
+LINUX_BULK = r"""
+import os, socket, sys, threading
+cc = sys.argv[1].encode()
+chunk = os.urandom(1 << 16)
+def discard(c):
+    while c.recv(1 << 16):
+        pass
+    c.close()
+def source(c):
+    try:
+        while True:
+            c.sendall(chunk)
+    except OSError:
+        c.close()
+def serve(port, fn):
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc)
+    srv.bind(("198.51.100.2", port)); srv.listen(16)
+    while True:
+        c, _ = srv.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc)
+        threading.Thread(target=fn, args=(c,), daemon=True).start()
+threading.Thread(target=serve, args=(1235, discard), daemon=True).start()
+serve(1236, source)
+"""
+DISCARD, SOURCE = 1235, 1236
+
+
+def _connect(port: int, cc: str, timeout: float) -> socket.socket:
+    deadline = time.monotonic() + 30
+    while True:
+        s = socket.socket()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+        s.settimeout(timeout)
+        try:
+            s.connect((SERVER, port))
+            return s
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def client_one_way(size: int, cc: str, timeout: float, direction: str):
+    """up: SIZE to the discard server, done when it closes after our FIN; down:
+    SIZE from the source, every 64 KiB block equal to the first. (seconds, intact)."""
+    if direction == "up":
+        data = os.urandom(1 << 20)
+        s = _connect(DISCARD, cc, timeout)
+        t0 = time.monotonic()
+        for _ in range(size >> 20):
+            s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        ok = s.recv(1) == b""           # the server's FIN: it has read everything
+        elapsed = time.monotonic() - t0
+        s.close()
+        return elapsed, ok
+    s = _connect(SOURCE, cc, timeout)
+    t0 = time.monotonic()
+    buf = bytearray()
+    first = None
+    ok = True
+    n = 0
+    while n < size:
+        b = s.recv(1 << 16)
+        if not b:
+            ok = False
+            break
+        buf += b
+        while len(buf) >= 1 << 16 and n < size:
+            block = bytes(buf[:1 << 16])
+            del buf[:1 << 16]
+            first = first or block
+            ok = ok and block == first
+            n += 1 << 16
+    elapsed = time.monotonic() - t0
+    s.close()
+    return elapsed, ok
+
 
 def client_run(size: int, cc: str, timeout: float):
     """In the client namespace (a forked child): one echo transfer; (seconds, intact)."""
@@ -101,7 +182,7 @@ def client_run(size: int, cc: str, timeout: float):
     return elapsed, n == size and got.digest() == want.digest()
 
 
-def run_cell(lab, ns, level, row, size, timeout):
+def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
     from netstack.testing.netlab import NetLab  # noqa: F401
     name, kind, server_cc, client_cc = row
     loss, reorder, dup, corrupt = LEVELS[level]
@@ -111,14 +192,18 @@ def run_cell(lab, ns, level, row, size, timeout):
                                  "--duration", str(timeout + 60)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if kind == "native":
-        server = lab.popen(ns["s"], [sys.executable, os.path.join(ROOT, "examples", "tutorial", "echo_server.py"),
+        app = os.path.join(ROOT, "examples", "tutorial", "echo_server.py") if direction == "echo" else \
+            os.path.join(HERE, "bulk_server.py")
+        server = lab.popen(ns["s"], [sys.executable, app,
                                      "-c1", "--network-stack", "native", "--dev", "vs0", "--host-ipv4-addr", SERVER,
                                      "--netmask-ipv4-addr", "255.255.255.0", "--no-csum-offload", "--no-tso",
-                                     "--no-lro", "--tcp-congestion", server_cc, "--port", str(PORT)],
+                                     "--no-lro", "--tcp-congestion", server_cc]
+                           + (["--port", str(PORT)] if direction == "echo" else []),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     else:
         lab.up(ns["s"], "vs0", f"{SERVER}/24")
-        server = lab.popen(ns["s"], [sys.executable, "-c", LINUX_ECHO, server_cc],
+        server = lab.popen(ns["s"], [sys.executable, "-c", LINUX_ECHO if direction == "echo" else LINUX_BULK,
+                                     server_cc],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         r, w = os.pipe()
@@ -126,7 +211,8 @@ def run_cell(lab, ns, level, row, size, timeout):
         if pid == 0:
             try:
                 lab.enter(ns["c"])
-                res = client_run(size, client_cc, timeout)
+                res = client_run(size, client_cc, timeout) if direction == "echo" else \
+                    client_one_way(size, client_cc, timeout, direction)
                 os.write(w, json.dumps(res).encode())
             except BaseException as e:  # noqa: BLE001
                 os.write(w, json.dumps([None, repr(e)]).encode())
@@ -180,12 +266,14 @@ def real(a):
         for level in a.levels.split(","):
             for rnd in range(a.rounds):
                 for row in rows:
-                    elapsed, ok = run_cell(lab, ns, level, row, size, a.timeout)
+                    elapsed, ok = run_cell(lab, ns, level, row, size, a.timeout, a.direction)
                     results.setdefault((level, row[0]), []).append((elapsed, ok))
                     mbps = size / elapsed / 1e6 if elapsed else 0.0
                     print(f"  level {level}% round {rnd}: {row[0]:14} {mbps:8.2f} MB/s intact={ok}",
                           file=sys.stderr, flush=True)
-    print(f"\ngoodput of a {a.size_mib} MiB echo (both directions at once), MB/s, median of {a.rounds}; "
+    what = {"echo": "echo (both directions at once)", "up": "transfer client -> server",
+            "down": "transfer server -> client"}[a.direction]
+    print(f"\ngoodput of a {a.size_mib} MiB {what}, MB/s, median of {a.rounds}; "
           "1 ms delay each way through the bridge")
     print(f"{'(loss, reorder, dup, corrupt) %':34}" + "".join(f"{r[0]:>15}" for r in rows))
     for level in a.levels.split(","):
@@ -237,6 +325,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--sim", action="store_true")
+    ap.add_argument("--direction", choices=("echo", "up", "down"), default="echo",
+                    help="echo (the table), or one way: up (client to server), down (server to client)")
     ap.add_argument("--rows", default="", help="comma-separated row names to run (default: all)")
     a = ap.parse_args()
     if a.sim:

@@ -10,11 +10,13 @@ streams, uvloop streams, a C epoll echo. All in one namespace (TAP kernel side
 192.0.2.1, our stack 192.0.2.2). Per server: bulk echo of 100 MiB (MB/s and
 server CPU ms/MB), RTT p50 of one connection's 64-byte round trips, 64
 connections' request/response rate (and CPU us/request), connect+request+close
-rate. Medians of the rounds, round-robin; the targets of issue 15 marked.
+rate, and the server's resident memory per idle connection (10,000 held open
+after one round trip each). Medians of the rounds, round-robin; the targets of issue 15 marked.
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 KERNEL, STACK, PORT = "192.0.2.1", "192.0.2.2", 1234
+IDLE_CONNS = 10000
 LOADGEN = os.path.join(ROOT, ".venv", "loadgen")
 ECHO = os.path.join(ROOT, "examples", "tutorial", "echo_server.py")
 SERVERS = {
@@ -58,12 +61,37 @@ def load(lab, ns, argv, timeout=120):
     return json.loads(r.stdout)
 
 
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def idle_kib(lab, ns, host, server_pid, conns=IDLE_CONNS):
+    """The server's resident memory per idle connection: RSS with `conns`
+    connections open (each after one 64-byte round trip) less RSS before."""
+    before = rss_kib(server_pid)
+    h = lab.popen(ns, ["taskset", "-c", "0", LOADGEN, "hold", host, str(PORT), str(conns), "2"],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = h.stdout.readline()
+        if not line.startswith('{"held"'):
+            raise RuntimeError(f"loadgen hold: {h.stderr.read()}")
+        held = rss_kib(server_pid)
+    finally:
+        h.wait(timeout=60)
+    return (held - before) / conns
+
+
 def run_server(lab, ns, name):
     host, argv = SERVERS[name]
     p = lab.popen(ns, ["taskset", "-c", "1", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     out = {}
     try:
         lab.wait_port(ns, host, PORT, p)
+        out["idle KiB/conn"] = idle_kib(lab, ns, host, p.pid)
         c0 = cpu(p.pid)
         b = load(lab, ns, ["bulk", host, str(PORT), "100"])
         c1 = cpu(p.pid)
@@ -83,7 +111,8 @@ def run_server(lab, ns, name):
     return out
 
 
-COLS = ["bulk MB/s", "CPU ms/MB", "RTT p50 us", "64-conn req/s", "CPU us/req", "conn/s", "conn failed"]
+COLS = ["bulk MB/s", "CPU ms/MB", "RTT p50 us", "64-conn req/s", "CPU us/req", "conn/s", "conn failed",
+        "idle KiB/conn"]
 
 
 def main():
@@ -92,6 +121,9 @@ def main():
     ap.add_argument("--servers", default="")
     a = ap.parse_args()
     build()
+    # the servers hold IDLE_CONNS sockets at once (posix, asyncio, uvloop, C)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (IDLE_CONNS + 1024, max(IDLE_CONNS + 1024,
+                                                                      resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
     from netstack.testing.netlab import NetLab
     names = [n for n in SERVERS if not a.servers or n in a.servers.split(",")]
     res = {n: [] for n in names}
@@ -130,6 +162,8 @@ def main():
             px, uv = med["posix"], med["uvloop streams"]
             print(f"  posix req/s >= uvloop's: {px['64-conn req/s'] / uv['64-conn req/s']:.2f}x; "
                   f"conn/s: {px['conn/s'] / uv['conn/s']:.2f}x")
+        print(f"  idle connection <= 4 KiB: {nat['idle KiB/conn']:.2f} KiB "
+              f"{'MET' if nat['idle KiB/conn'] <= 4 else 'not met'} ({IDLE_CONNS} held)")
 
 
 if __name__ == "__main__":
