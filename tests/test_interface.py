@@ -294,7 +294,9 @@ def test_syn_with_linux_option_layout_parses_as_the_general_loop():
 
 def test_receive_batch_merges_in_order_segments_of_one_connection():
     """Software GRO: a run of in-order segments becomes one TCP event and one ACK;
-    a segment that does not fit the run (a gap) goes its own way."""
+    a segment that does not fit the run (a gap) starts a run of its own, which
+    the TCB's full rules take as one out-of-order segment (one queue entry, one
+    SACK block), as Linux's GRO hands TCP one skb."""
     from netstack.wire import TcpRepr
     lp = LinkPair.make()
     lst = lp.b.tcp_listen(80)
@@ -317,7 +319,7 @@ def test_receive_batch_merges_in_order_segments_of_one_connection():
         frames.append((lp.b.mac + lp.a.mac + b"\x08\x00" + ip + l4, False))
         seq = (seq + 1000) & 0xFFFFFFFF
     lp.b.receive_batch(frames, now)
-    assert lp.b.stats()["rx_gro_merged"] == 4            # the first four, merged
+    assert lp.b.stats()["rx_gro_merged"] == 6            # the first four, merged; the last two, merged
     got = b""
     while (d := s.recv()):
         got += bytes(d)
@@ -325,7 +327,56 @@ def test_receive_batch_merges_in_order_segments_of_one_connection():
     out = [Ether(f) for f in lp.b.frames_to_send(now)]
     acks = [p[TCP].ack for p in out if TCP in p]
     assert acks and all(a == (c.snd_nxt + 4000) & 0xFFFFFFFF for a in acks)   # the hole is not acked past
-    assert s.ooo and len(s.ooo) == 2                      # the two after the hole wait out of order
+    assert len(s.ooo) == 1 and bytes(s.ooo[0][1]) == b"E" * 1000 + b"F" * 1000   # the two after the hole
+    hole_end = (c.snd_nxt + 4100) & 0xFFFFFFFF
+    assert [(b[0], b[1]) for b in s.ooo_blocks] == [(hole_end, (hole_end + 2000) & 0xFFFFFFFF)]
+    sacks = [o[1] for p in out if TCP in p for o in p[TCP].options if o[0] == "SAck"]
+    assert sacks and all(sk[:2] == (hole_end, (hole_end + 2000) & 0xFFFFFFFF) for sk in sacks)
+
+
+def test_an_out_of_order_run_over_queued_data_keeps_only_the_new_bytes():
+    """A merged out-of-order run that straddles data already queued: only the
+    bytes no queued segment holds are kept (ooo_bytes counts each byte once --
+    kept whole, the overlap was counted twice against ooo_limit), the data is
+    delivered intact once the hole fills, and our ACK reports the duplicate part
+    as a D-SACK block (RFC 2883) ahead of the SACK block."""
+    from netstack.wire import Ipv4Repr, TcpRepr
+    from netstack.tcp.receive import _first_covered, _uncovered
+    lp = LinkPair.make()
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue)
+    s = lst.accept()
+    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    base = c.snd_nxt
+    data = bytes(range(256)) * 20            # 5120 bytes: [0, 1000) is the hole
+
+    def frame(off, n, ident):
+        seg = TcpRepr(c.local_port, 80, (base + off) & 0xFFFFFFFF, c.rcv_nxt, 0x18, s.snd_wnd >> s.snd_wscale, 0,
+                      None, None, False, (), (s.ts_recent + 1, c.ts_recent))
+        l4 = seg.emit(data[off:off + n], lp.a.ip, lp.b.ip)
+        return (lp.b.mac + lp.a.mac + b"\x08\x00" + Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, ident, True).emit()
+                + l4, False)
+    lp.b.receive_batch([frame(2000, 1000, 1)], lp.now)          # queued: [2000, 3000)
+    lp.b.frames_to_send(lp.now)
+    assert s.ooo_bytes == 1000
+    lp.b.receive_batch([frame(1000, 1000, 2), frame(2000, 1000, 3), frame(3000, 1000, 4)], lp.now)
+    assert s.ooo_bytes == 2000 + 1000                            # [1000, 4000) once, not 4000
+    assert [(b[0] - base, b[1] - base) for b in s.ooo_blocks] == [(1000, 4000)]
+    out = [Ether(f) for f in lp.b.frames_to_send(lp.now)]
+    sacks = [o[1] for p in out if TCP in p for o in p[TCP].options if o[0] == "SAck"]
+    assert sacks[-1][:4] == ((base + 2000) & 0xFFFFFFFF, (base + 3000) & 0xFFFFFFFF,
+                             (base + 1000) & 0xFFFFFFFF, (base + 4000) & 0xFFFFFFFF)   # D-SACK, then the block
+    lp.b.receive_batch([frame(0, 1000, 5), frame(4000, 1120, 6)], lp.now)
+    got = b""
+    while (d := s.recv()):
+        got += bytes(d)
+    assert got == data and not s.ooo and s.ooo_bytes == 0
+    # the two helpers on their own: offsets into the segment, and the first covered range
+    blocks = [[1000, 2000, 0], [3000, 3500, 0]]
+    assert _uncovered(blocks, 500, 3500, 0) == [(0, 500), (1500, 1000), (3000, 500)]
+    assert _uncovered(blocks, 1200, 300, 0) == []
+    assert _first_covered(500, 3500, [(0, 500), (1500, 1000), (3000, 500)]) == (1000, 2000)
 
 
 class _GeneralPathOnly(TCB):

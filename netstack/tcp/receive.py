@@ -39,6 +39,46 @@ def _merge_block(blocks: list, left: int, right: int, base: int) -> None:
     blocks[i:j] = [[left, right, next(_STAMP)]]
 
 
+def _uncovered(blocks: list, seq: int, n: int, base: int) -> list:
+    """The parts of [seq, seq + n) that the sorted, disjoint out-of-order blocks
+    do not cover, as [(offset into the segment, length)]; `base` is RCV.NXT."""
+    lo = (seq - base) & MASK
+    hi = lo + n
+    out = []
+    cur = lo
+    for b in blocks:
+        bl = (b[0] - base) & MASK
+        if bl >= hi:
+            break
+        br = (b[1] - base) & MASK
+        if br <= cur:
+            continue
+        if bl > cur:
+            out.append((cur - lo, bl - cur))
+        cur = br
+        if cur >= hi:
+            break
+    if cur < hi:
+        out.append((cur - lo, hi - cur))
+    return out
+
+
+def _first_covered(seq: int, n: int, pieces: list) -> tuple:
+    """The first range of [seq, seq + n) outside `pieces` (its new parts): the
+    D-SACK block for the duplicate part of a segment."""
+    start = 0
+    for o, k in pieces:
+        if o > start:
+            break
+        start = o + k
+    end = n
+    for o, _k in pieces:
+        if o > start:
+            end = o
+            break
+    return ((seq + start) & MASK, (seq + end) & MASK)
+
+
 class ReceiveSide:
     __slots__ = ()
 
@@ -336,21 +376,25 @@ class ReceiveSide:
                     q = self.early_acks = []
                 q.append(self._ack_seg(self._ack_seq(), ACK, now))
             self.ack_now = True
-            if self.ooo_bytes + len(payload) > self.cfg.ooo_limit:
+            pieces = _uncovered(self.ooo_blocks, seq, len(payload), rn)
+            new = sum(n for _o, n in pieces)
+            if new < len(payload) and self.sack_ok:
+                # (part of) a duplicate of queued data (RFC 2883): the first such range
+                self.dsack = _first_covered(seq, len(payload), pieces)
+            if not new:
+                return
+            if self.ooo_bytes + new > self.cfg.ooo_limit:
                 self.stats["ooo_dropped"] += 1
                 return
-            end = (seq + len(payload)) & MASK
-            blocks = self.ooo_blocks
-            for b in blocks:
-                if not seq_lt(seq, b[0]) and not seq_gt(end, b[1]):
-                    if self.sack_ok:
-                        self.dsack = (seq, end)         # a duplicate of queued data (RFC 2883)
-                    return
-            rn = self.rcv_nxt
-            insort(self.ooo, (seq, bytes(payload)), key=lambda x: (x[0] - rn) & MASK)
-            self.ooo_bytes += len(payload)
+            # Only what no queued segment holds is kept: a run merged by the
+            # interface (receive_batch) may straddle queued data, and kept whole it
+            # was counted twice against ooo_limit and the queue refused new data
+            for o, n in pieces:
+                left = (seq + o) & MASK
+                insort(self.ooo, (left, bytes(payload[o:o + n])), key=lambda x: (x[0] - rn) & MASK)
+                _merge_block(self.ooo_blocks, left, (left + n) & MASK, rn)
+            self.ooo_bytes += new
             self._last_ooo = seq
-            _merge_block(blocks, seq, end, rn)
 
     def _drain_ooo(self) -> None:
         """In-order data reached the out-of-order queue: move what now follows
