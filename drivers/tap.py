@@ -24,6 +24,9 @@ from .base import Device
 TUNSETIFF = 0x400454CA
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
+SIOCGIFTXQLEN = 0x8942
+SIOCSIFTXQLEN = 0x8943
+DEFAULT_QUEUE_LEN = 10000       # frames the kernel may queue for us (its own default: 1000)
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
@@ -57,9 +60,25 @@ def vnet_header(f) -> bytes:
     return VNET_HDR.pack(NEEDS_CSUM, GSO_NONE, 0, 0, start, f.csum_offset)
 
 
+def set_queue_len(name: str, n: int) -> int:
+    """Raise the interface's txqueuelen to n (never lower it); returns the length
+    in force (unchanged without CAP_NET_ADMIN)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        cur = struct.unpack_from("16si", fcntl.ioctl(s.fileno(), SIOCGIFTXQLEN, struct.pack("16si20x", name.encode(), 0)))[1]
+        if cur >= n:
+            return cur
+        try:
+            fcntl.ioctl(s.fileno(), SIOCSIFTXQLEN, struct.pack("16si20x", name.encode(), n))
+        except PermissionError:
+            return cur
+        return n
+
+
 class TapDevice(Device):
     def __init__(self, name: str = "tap0", mac: bytes | None = None, mtu: int = 1500, vnet_hdr: bool = True,
-                 csum_offload: bool = True, tso: bool = True, lro: bool = True, multi_queue: bool = False) -> None:
+                 csum_offload: bool = True, tso: bool = True, lro: bool = True, multi_queue: bool = False,
+                 queue_len: int = DEFAULT_QUEUE_LEN) -> None:
         flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0) | (IFF_MULTI_QUEUE if multi_queue else 0)
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -77,6 +96,11 @@ class TapDevice(Device):
         except OSError:
             os.close(self.fd)
             raise
+        # The kernel's side queues at most txqueuelen frames for us and drops the
+        # rest (counted as the device's TX drops): at its default of 1000, a burst
+        # of 3,000 connects lost SYNs while the stack was busy, each a second's wait
+        # for its client. Raised when we may (0: leave it as it is).
+        self.queue_len = set_queue_len(self.name, queue_len) if queue_len else queue_len
         self.mac = mac or b"\x02" + os.urandom(5)
         self.mtu = mtu
         self.rx_checksum = vnet_hdr and csum_offload

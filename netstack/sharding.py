@@ -259,8 +259,8 @@ def open_wire(cfg, mac, multi_queue: bool):
         dev = AfPacketDevice(cfg["dev"], mac=mac, vnet_hdr=csum)
         dev.tso = dev.tso and tso
         return dev
-    from drivers.tap import TapDevice
+    from drivers.tap import DEFAULT_QUEUE_LEN, TapDevice
     return TapDevice(cfg.get("tap_device") or "tap0", mac=mac, csum_offload=csum, tso=tso, lro=lro,
-                     multi_queue=multi_queue)
+                     multi_queue=multi_queue, queue_len=cfg.get("tap_queue_len", DEFAULT_QUEUE_LEN))
 
 

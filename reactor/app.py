@@ -122,6 +122,10 @@ def positive_int(text: str) -> int:
     return _whole(text, 1, None, "whole number")
 
 
+def non_negative_int(text: str) -> int:
+    return _whole(text, 0, None, "whole number")
+
+
 def port_number(text: str) -> int:
     return _whole(text, 0, 65535, "port")
 

@@ -26,7 +26,7 @@ def _value(a: argparse.Action) -> str:
         return " \\| ".join(f"`{c}`" for c in a.choices)
     t = getattr(a.type, "__name__", None)
     return {"int": "integer", "float": "number", "str": "text", "positive_int": "integer >= 1",
-            "positive_float": "number > 0", "non_negative_float": "number >= 0", "_percent": "percent 0-100",
+            "positive_float": "number > 0", "non_negative_float": "number >= 0", "non_negative_int": "integer >= 0", "_percent": "percent 0-100",
             "_non_negative": "number >= 0", "parse_memory_size": "size (k/M/G/T)", "_ipv4": "IPv4 address",
             "_netmask": "netmask", "_unicast_mac": "unicast MAC", "port_number": "port 0-65535",
             "_log_level": "log level", "_logger_levels": "NAME=LEVEL[:...]", "_metric_prefix": "name prefix"}.get(t or "", t or "text")

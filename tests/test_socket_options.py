@@ -159,3 +159,14 @@ def test_native_keepalive_probes_end_a_dead_connection(reactor):
         return "still open"
     assert reactor.run(lambda: main()) == "TimeoutError"
     srv.close()
+
+
+def test_the_default_listen_backlog_is_the_systems_ceiling():
+    """listen_options() without a backlog takes net.core.somaxconn (as Go does),
+    not Python's 128: a burst of connects waits in the queue; a given backlog
+    is kept as given."""
+    from netstack.sockets import listen_options
+    with open("/proc/sys/net/core/somaxconn") as f:
+        ceiling = int(f.read())
+    assert listen_options().backlog == max(128, min(ceiling, 65535))
+    assert listen_options(backlog=16).backlog == 16

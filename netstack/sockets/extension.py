@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from reactor.app import non_negative_float, port_number
+from reactor.app import non_negative_float, non_negative_int, port_number
 
 __all__ = ["NetworkExtension", "add_network_options", "fault_wrapper"]
 
@@ -17,6 +17,9 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--network-stack", choices=("posix", "native"), default="posix",
                    help="posix: the kernel's sockets; native: our userspace TCP/IP stack")
     g.add_argument("--tap-device", default="tap0", help="TAP device for the native stack")
+    g.add_argument("--tap-queue-len", type=non_negative_int, default=10000, metavar="FRAMES",
+                   help="native: raise the TAP's kernel queue (txqueuelen) to this many frames, so a burst "
+                        "waits instead of being dropped while the stack is busy (0: leave it)")
     g.add_argument("--dev", default=None, help="interface for AF_PACKET (native stack) instead of a TAP")
     g.add_argument("--host-ipv4-addr", type=_ipv4, default=None, help="our IPv4 address (native)")
     g.add_argument("--gw-ipv4-addr", type=_ipv4, default=None, help="gateway IPv4 address (native)")

@@ -11,6 +11,11 @@
  *   loadgen hold HOST PORT CONNS SECONDS        open CONNS connections, one 64-byte round trip
  *                                               on each, print {"held":N} and hold them all
  *                                               open for SECONDS (the server's idle memory)
+ *   loadgen burst HOST PORT CONNS               CONNS non-blocking connects at once, each then
+ *                                               one 64-byte round trip; {"connected":N,
+ *                                               "seconds":S,"max_connect_ms":M} (a listen
+ *                                               queue that overflows shows as SYNs resent
+ *                                               after 1 s: max_connect_ms >= 1000)
  *   loadgen server HOST PORT                    an epoll echo server (the C row)
  */
 #define _GNU_SOURCE
@@ -208,6 +213,53 @@ static int hold(const char *host, int port, int conns, double seconds) {
     return 0;
 }
 
+static int burst(const char *host, int port, int conns) {
+    struct sockaddr_in a = addr_of(host, port);
+    struct rlimit rl = {conns + 64, conns + 64};
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) { perror("setrlimit"); return 1; }
+    int ep = epoll_create1(0), *fd = calloc(conns, sizeof(int)), *st = calloc(conns, sizeof(int));
+    double *t0 = calloc(conns, sizeof(double)), worst = 0, start = now();
+    char msg[64], buf[64];
+    memset(msg, 'b', sizeof msg);
+    for (int i = 0; i < conns; i++) {
+        fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        t0[i] = now();
+        if (connect(fd[i], (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) { perror("connect"); return 1; }
+        struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd[i], &ev);
+    }
+    int done = 0, failed = 0;
+    struct epoll_event evs[256];
+    while (done + failed < conns && now() - start < 60) {
+        int n = epoll_wait(ep, evs, 256, 1000);
+        for (int k = 0; k < n; k++) {
+            int i = evs[k].data.u32;
+            if (st[i] == 0) {              /* connected (or failed) */
+                int err = 0; socklen_t len = sizeof err;
+                getsockopt(fd[i], SOL_SOCKET, SO_ERROR, &err, &len);
+                if (err) { failed++; st[i] = 3; epoll_ctl(ep, EPOLL_CTL_DEL, fd[i], NULL); continue; }
+                double ms = (now() - t0[i]) * 1e3;
+                if (ms > worst) worst = ms;
+                if (write(fd[i], msg, sizeof msg) != sizeof msg) { failed++; st[i] = 3; continue; }
+                st[i] = 1;
+                struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+                epoll_ctl(ep, EPOLL_CTL_MOD, fd[i], &ev);
+            } else if (st[i] == 1) {
+                ssize_t r = read(fd[i], buf, sizeof buf);
+                if (r <= 0) { if (r < 0 && errno == EAGAIN) continue; failed++; st[i] = 3; continue; }
+                st[i] = 2;
+                done++;
+                epoll_ctl(ep, EPOLL_CTL_DEL, fd[i], NULL);
+            }
+        }
+    }
+    double el = now() - start;
+    for (int i = 0; i < conns; i++) close(fd[i]);
+    printf("{\"connected\": %d, \"failed\": %d, \"seconds\": %.4f, \"max_connect_ms\": %.1f}\n", done, failed, el,
+           worst);
+    return 0;
+}
+
 static int server(const char *host, int port) {
     struct sockaddr_in a = addr_of(host, port);
     int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
@@ -250,6 +302,7 @@ int main(int argc, char **argv) {
     if (argc >= 6 && !strcmp(argv[1], "conn")) return conn_mode(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
     if (argc >= 5 && !strcmp(argv[1], "bulk")) return bulk(argv[2], atoi(argv[3]), atol(argv[4]));
     if (argc >= 6 && !strcmp(argv[1], "hold")) return hold(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
+    if (argc >= 5 && !strcmp(argv[1], "burst")) return burst(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (argc >= 4 && !strcmp(argv[1], "server")) return server(argv[2], atoi(argv[3]));
     fprintf(stderr, "usage: loadgen rr|conn|bulk|server ...\n");
     return 2;
