@@ -149,7 +149,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'snd_wl1', 'snd_wl2', 'snd_wnd', 'snd_wscale', 'srtt', 'state', 'stats', 'syn_acked',
                  'timewait_at', 'ts_ok', 'ts_recent', 'ts_recent_age', 'tso_max', 'tx_cache',
                  'trace', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
-                 'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit',
+                 'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit', 'xmit_order',
                  'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist',
                  'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
                  'delivery', 'pacer', 'early_acks', "__weakref__")
@@ -265,6 +265,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.tlp_end = None           # SND.MAX after the outstanding probe, None: no probe out
         self.tlp_retrans = False      # the probe was a retransmission
         self.tlp_dsack = False        # a D-SACK arrived during the probe's episode
+        self.xmit_order = None        # RACK: the same entries less the SACKed ones, by send time {id: entry}
         self.xmit = None              # RACK: [start, end, sent at, retransmitted, sacked] per segment in flight
         self.rack_xmit_ts = None      # RACK.xmit_ts: the latest send time among delivered segments
         self.rack_end = 0             # RACK.end_seq

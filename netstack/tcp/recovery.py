@@ -3,6 +3,8 @@ ACKs and fast recovery (RFC 5681, RFC 6582), SACK recovery (RFC 6675), RTT
 estimation and the retransmission timeout (RFC 6298)."""
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import FIN, SYN, TcpRepr
 from .state import (CLOSING, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT)
@@ -37,7 +39,7 @@ class AckAndRecovery:
             before = self.sacked[:]          # (_update_scoreboard extends the list in place)
             self._update_scoreboard(seg.sack_blocks, now)
             if self.xmit:
-                fresh = _newly_covered(seg.sack_blocks, before)
+                fresh = _newly_covered(seg.sack_blocks, before, una)
         acked = (ack - una) & MASK
         if acked and acked < HALF:                      # ack > una
             if not self._on_new_ack_general(seg, ack, acked, now):
@@ -62,7 +64,7 @@ class AckAndRecovery:
         return True
 
     def _sacked_bytes(self) -> int:
-        return sum(seq_sub(r, lft) for lft, r in self.sacked)
+        return sum([(r - lft) & MASK for lft, r in self.sacked])    # blocks are left < right
 
     def _prr_budget(self, pipe: int) -> int:
         """RFC 6937 (PRR-SSRB): how many bytes recovery may send now. Above
@@ -244,26 +246,33 @@ class AckAndRecovery:
         pipe = self._pipe(holes)
         budget = self._prr_budget(pipe)
         sent = 0
+        # rexmit_next only moves up in this loop: the holes it has passed stay
+        # passed, so each search resumes where the last one stopped (from the
+        # start each time, a large window's dozens of holes were walked per segment)
+        i_lost = i_any = 0
+        nh = len(holes)
         while sent < budget:
             if not self._pace_allows(now):
                 self._sack_send = True          # the rest when the pacer has tokens again
                 break
             seq = None
             rx = self.rexmit_next
-            for left, right, lost in holes:
-                if lost and seq_lt(rx, right):
-                    seq = left if seq_lt(rx, left) else rx
-                    break
+            while i_lost < nh and not (holes[i_lost][2] and seq_lt(rx, holes[i_lost][1])):
+                i_lost += 1
+            if i_lost < nh:
+                left = holes[i_lost][0]
+                seq = left if seq_lt(rx, left) else rx
             if seq is None:
                 n = self._emit_new_in_recovery(out, now)
                 if n > 0:
                     pipe += n
                     sent += n
                     continue
-                for left, right, _lost in holes:
-                    if seq_lt(rx, right):
-                        seq = left if seq_lt(rx, left) else rx
-                        break
+                while i_any < nh and not seq_lt(rx, holes[i_any][1]):
+                    i_any += 1
+                if i_any < nh:
+                    left = holes[i_any][0]
+                    seq = left if seq_lt(rx, left) else rx
             if seq is not None:
                 n = self._emit_data(seq, out, now, retransmit=True)
                 if n <= 0:
@@ -300,17 +309,25 @@ class AckAndRecovery:
             if seq_le(right, self.snd_una) or seq_gt(right, self.snd_max) or not seq_lt(left, right):
                 continue  # stale or bogus block
             sb.append((left, right))
-        sb.sort(key=lambda b: seq_sub(b[0], self.snd_una))
+        # sorted and merged by signed offsets from SND.UNA (seq_sub written out:
+        # this runs on every ACK with SACK blocks, over the whole scoreboard)
+        base = self.snd_una - HALF
+        sb.sort(key=lambda b: (b[0] - base) & MASK)
         merged = []
+        top = 0
         for left, right in sb:
-            if merged and seq_le(left, merged[-1][1]):
-                if seq_gt(right, merged[-1][1]):
+            lo = (left - base) & MASK
+            ro = (right - base) & MASK
+            if merged and lo <= top:
+                if ro > top:
                     merged[-1] = (merged[-1][0], right)
+                    top = ro
             else:
                 merged.append((left, right))
+                top = ro
         self.sacked = merged
         if not self.in_recovery and self.sack_ok and merged:
-            sacked_bytes = sum(seq_sub(r, lft) for lft, r in merged)
+            sacked_bytes = self._sacked_bytes()
             # RFC 6675 IsLost(HighACK + 1): more than (DupThresh - 1) * SMSS bytes, or
             # DupThresh discontiguous blocks, SACKed above it. (With data flowing
             # both ways the peer's ACKs carry data and never count as duplicate
@@ -438,13 +455,21 @@ class AckAndRecovery:
         return None  # beyond the highest SACKed byte: not known lost yet
 
 
-def _newly_covered(blocks, before) -> list:
+def _newly_covered(blocks, before, una: int) -> list:
     """The parts of this ACK's SACK blocks that the scoreboard did not hold
-    before it: the only ranges whose segments can have become SACKed."""
+    before it: the only ranges whose segments can have become SACKed. `before`
+    is sorted and disjoint above `una` (SND.UNA before the ACK): each block is
+    checked against the scoreboard blocks it can overlap, found by binary
+    search (a walk of the whole scoreboard per block was a top line of a
+    sender's profile at 5% loss, where the scoreboard holds dozens of blocks)."""
     out = []
     for left, right in blocks:
         parts = [(left, right)]
-        for bl, br in before:
+        # the first scoreboard block that ends after `left`
+        i = bisect_right(before, (left - una) & MASK, key=lambda b: (b[1] - una) & MASK)
+        for bl, br in before[i:]:
+            if not seq_lt(bl, right):
+                break                               # this and the rest start at or past the block
             nxt = []
             for pl, pr in parts:
                 if not seq_lt(bl, pr) or not seq_lt(pl, br):

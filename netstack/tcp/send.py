@@ -3,7 +3,6 @@ avoidance), the fast path of output, segments built as TcpRepr, the persist
 and keepalive timers, and poll_at."""
 from __future__ import annotations
 
-from collections import deque
 
 from ..wire.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpRepr
@@ -339,12 +338,7 @@ class SendSide:
                 if self.stalled_since is None:
                     self.stalled_since = now     # as _arm_rto: outstanding from now on
             if self.sack_ok:
-                # new data: the entry _record_xmit appends (here written out: one
-                # call less per segment on the request path), then the probe timeout
-                x = self.xmit
-                if x is None:
-                    x = self.xmit = deque()
-                x.append([seq, end, now, False, False])
+                self._append_xmit(seq, end, now)     # new data: RACK's entry, then the probe timeout
                 self._schedule_tlp(now)
         elif self.ack_now or (self.delack_at is not None and now >= self.delack_at):
             seq = self._ack_seq()
