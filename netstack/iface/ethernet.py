@@ -28,6 +28,10 @@ _ETH = struct.Struct("!6s6sH")
 # in _FAST_TS, the first option word and the timestamp values behind it.
 _FAST = struct.Struct("!6s6xHBxH2xHxB2x4s4sHHIIBBH4x")
 _FAST_TS = struct.Struct("!6s6xHBxH2xHxB2x4s4sHHIIBBH4xIII")
+# NOP NOP TS(10) then NOP NOP SACK with 1-3 blocks: header length -> the 4 bytes at
+# offset 66 (NOP NOP kind length) and the block words after them
+_SACK_LAYOUTS = {32 + 4 + 8 * k: bytes((1, 1, 5, 2 + 8 * k)) for k in (1, 2, 3)}
+_SACK_WORDS = {32 + 4 + 8 * k: struct.Struct(f"!{2 * k}I") for k in (1, 2, 3)}
 _PURE_ACK, _DATA_PSH = 0x10, 0x18
 
 
@@ -49,14 +53,14 @@ class EthernetInput:
                     c["rx_ipv4"] += 1
                     self._receive_tcp(source, segment, now, checksum_verified)
                     return
-                tcb, seq, ack, flags, window, ts, payload = m
-                if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
+                tcb, seq, ack, flags, window, ts, payload, sack = m
+                if not sack and tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
                     c["rx_tcp_fast"] += 1
                     self._after_fast(tcb)
                     return
                 c["rx_ipv4"] += 1
                 c["rx_tcp"] += 1
-                self._general_tcp(tcb, seq, ack, flags, window, ts, payload, now)
+                self._general_tcp(tcb, seq, ack, flags, window, ts, payload, sack, now)
                 return
             self._receive(frame, now, checksum_verified)
         except MalformedPacket as e:
@@ -76,16 +80,17 @@ class EthernetInput:
             self._receive_parsed(self._fast_tcp(f, ok), f, now, ok)
             return
         head = None         # the first data segment of a run: its _fast_tcp answer
-        head_frame = head_ok = head_tcb = head_ack = head_flags = head_window = head_ts = None
+        head_frame = head_ok = head_tcb = head_ack = head_flags = head_window = head_ts = head_sack = None
         run = None          # once a second segment joins: ([payloads], [(frame, ok)])
         nxt = 0             # the sequence number that continues the run
         for f, ok in frames:
             m = self._fast_tcp(f, ok)
             tcb = None if m is None else m[0]
             if tcb is not None:
-                _, seq, ack, flags, window, ts, payload = m
+                _, seq, ack, flags, window, ts, payload, sack = m
                 if head is not None and tcb is head_tcb and seq == nxt and ack == head_ack \
-                        and flags == head_flags and window == head_window and ts == head_ts and payload:
+                        and flags == head_flags and window == head_window and ts == head_ts and payload \
+                        and sack == head_sack:
                     if run is None:
                         run = ([head[6]], [(head_frame, head_ok)])
                     run[0].append(payload)
@@ -101,7 +106,7 @@ class EthernetInput:
                 head = None
             if tcb is not None and payload and (flags == _PURE_ACK or flags == _DATA_PSH):
                 head, head_frame, head_ok = m, f, ok
-                head_tcb, head_ack, head_flags, head_window, head_ts = tcb, ack, flags, window, ts
+                head_tcb, head_ack, head_flags, head_window, head_ts, head_sack = tcb, ack, flags, window, ts, sack
                 nxt = (seq + len(payload)) & 0xFFFFFFFF
             else:
                 self._receive_parsed(m, f, now, ok)
@@ -112,11 +117,11 @@ class EthernetInput:
                 self._flush_run(head, run, now)
 
     def _flush_run(self, head, run, now: float) -> None:
-        tcb, seq, ack, flags, window, ts, _first = head
+        tcb, seq, ack, flags, window, ts, _first, sack = head
         payloads, frames = run
         n = len(frames)
         payload = memoryview(b"".join(payloads))
-        if tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
+        if not sack and tcb.on_segment_fast(seq, ack, flags, window, ts, payload, now):
             c = self.counters
             c["rx_frames"] += n
             c["rx_tcp_fast"] += n
@@ -134,16 +139,18 @@ class EthernetInput:
             c["rx_tcp"] += n
             c["rx_gro_merged"] += n
             try:
-                self._general_tcp(tcb, seq, ack, flags, window, ts, payload, now)
+                self._general_tcp(tcb, seq, ack, flags, window, ts, payload, sack, now)
             except Exception as e:  # noqa: BLE001 - as _receive_parsed: remote input never crashes us
                 self.drop("internal_error")
                 self.last_internal_error = e
 
-    def _general_tcp(self, tcb, seq: int, ack: int, flags: int, window: int, ts, payload, now: float) -> None:
-        """A segment _fast_tcp parsed whose TCB's header prediction declined it:
-        the TCB's full rules (handshake, FIN, loss, ...), without a second parse."""
+    def _general_tcp(self, tcb, seq: int, ack: int, flags: int, window: int, ts, payload, sack,
+                     now: float) -> None:
+        """A segment _fast_tcp parsed whose TCB's header prediction declined it (or
+        that carries SACK blocks): the TCB's full rules (handshake, FIN, loss,
+        ...), without a second parse."""
         tcb.on_segment(TcpRepr(tcb.remote_port, tcb.local_port, seq, ack, flags, window, 0, None, None,
-                               False, (), ts), payload, now)
+                               False, sack, ts), payload, now)
         self._touch(tcb)
 
     def _after_fast(self, tcb) -> None:
@@ -154,13 +161,14 @@ class EthernetInput:
             self._push_timer(tcb, tcb.delack_at)
 
     def _fast_tcp(self, frame, csum_ok: bool):
-        """(tcb, seq, ack, flags, window, ts, payload) for an unfragmented IPv4/TCP
-        frame without IP options, for us, of an existing connection, with valid
-        checksums and no TCP option but the timestamp -- parsed with one struct
-        call that skips the fields it does not need; (None, source address, TCP
-        segment) for such a frame of no connection (a SYN, a stray segment) or
-        with other TCP options (SACK): TCP checks it, without parsing Ethernet
-        and IPv4 again; else None."""
+        """(tcb, seq, ack, flags, window, ts, payload, sack blocks) for an
+        unfragmented IPv4/TCP frame without IP options, for us, of an existing
+        connection, with valid checksums and no TCP option but the timestamp (and
+        SACK blocks after it, as Linux lays them out; () when none) -- parsed with
+        one struct call that skips the fields it does not need; (None, source
+        address, TCP segment) for such a frame of no connection (a SYN, a stray
+        segment) or with other TCP options: TCP checks it, without parsing
+        Ethernet and IPv4 again; else None."""
         n = len(frame)
         if n >= 66:     # room for the timestamp option: read its bytes too (payload if hlen is 20)
             (dst, et, vihl, total, frag, proto, sip, dip, sport, dport, seq, ack, off, flags, window,
@@ -183,13 +191,20 @@ class EthernetInput:
             if int.from_bytes(frame[14:34], "big") % 0xFFFF:
                 return None
             return None, sip, memoryview(frame)[34:14 + total]
+        sack = ()
         if hlen == 20:
             ts = None
         elif hlen == 32 and opt == 0x0101080A:      # NOP NOP TS(10)
             ts = (tsval, tsecr)
+        elif opt == 0x0101080A and hlen in _SACK_LAYOUTS and frame[66:70] == _SACK_LAYOUTS[hlen]:
+            # NOP NOP TS(10) NOP NOP SACK(n blocks), Linux's layout: the segments of
+            # a peer whose data we lost (its data and its ACKs) -- parsed here, so
+            # its runs merge and TCP takes them without a second parse
+            ts = (tsval, tsecr)
+            w = _SACK_WORDS[hlen].unpack_from(frame, 70)
+            sack = tuple(zip(w[::2], w[1::2]))
         else:
-            # other options (SACK blocks: every ACK of a sender in loss recovery):
-            # TCP parses them, without a second parse of Ethernet and IPv4
+            # other options: TCP parses them, without a second parse of Ethernet and IPv4
             if int.from_bytes(frame[14:34], "big") % 0xFFFF:
                 return None
             return None, sip, memoryview(frame)[34:14 + total]
@@ -197,7 +212,7 @@ class EthernetInput:
         # a correct IP header sums to 0xFFFF, i.e. 0 modulo 0xFFFF (2**16 == 1)
         if int.from_bytes(mv[14:34], "big") % 0xFFFF or not (csum_ok or l4_checksum_ok(mv[34:14 + total], sip, dip, 6)):
             return None
-        return tcb, seq, ack, flags, window, ts, mv[34 + hlen:14 + total]
+        return tcb, seq, ack, flags, window, ts, mv[34 + hlen:14 + total], sack
 
     def _receive(self, frame, now: float, csum_ok: bool) -> None:
         if len(frame) < 14:
