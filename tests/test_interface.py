@@ -371,6 +371,58 @@ def test_segments_with_sack_blocks_take_the_fast_parse_and_merge():
     assert s.sacked == [block]
 
 
+def test_pure_acks_with_sack_blocks_in_a_row_are_taken_as_one():
+    """A batch of pure ACKs from one peer, each with SACK blocks (a receiver
+    reporting our losses): TCP takes them as one ACK -- the last cumulative ACK
+    and every block reported (rx_ack_coalesced counts them); the scoreboard is
+    the same as taking them one by one. An ACK whose first block is a D-SACK is
+    never merged: its report of a duplicate is counted."""
+    from netstack.wire import Ipv4Repr, TcpRepr
+
+    def setup():
+        lp = LinkPair.make()
+        lst = lp.b.tcp_listen(80)
+        c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
+        lp.run_until(lambda: lst.accept_queue)
+        s = lst.accept()
+        lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+        s.send(b"s" * 8 * s.mss)
+        lp.b.frames_to_send(lp.now)               # eight segments out, none delivered
+        return lp, c, s
+
+    def ack_frame(lp, c, s, ack, blocks, k):
+        seg = TcpRepr(c.local_port, 80, c.snd_nxt, ack, 0x10, 4000, 0, None, None, False, blocks,
+                      (s.ts_recent + 1, c.ts_recent))
+        l4 = seg.emit(b"", lp.a.ip, lp.b.ip)
+        return (lp.b.mac + lp.a.mac + b"\x08\x00" + Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, k, True).emit()
+                + l4, False)
+
+    def reports(s):
+        u, m = s.snd_una, s.mss
+        b = [((u + i * m) & 0xFFFFFFFF, (u + (i + 1) * m) & 0xFFFFFFFF) for i in range(8)]
+        # the receiver got segments 2, 3, 5 and 7 (0, 1, 4 and 6 lost), one report each
+        b23 = (b[2][0], b[3][1])
+        return u, b, [(b[2],), (b23,), (b[5], b23), (b[7], b[5], b23)]
+    lp, c, s = setup()
+    u, b, acks = reports(s)
+    lp.b.receive_batch([ack_frame(lp, c, s, u, blk, k) for k, blk in enumerate(acks)], lp.now)
+    merged = list(s.sacked)
+    assert lp.b.stats()["rx_ack_coalesced"] == 4
+    lp2, c2, s2 = setup()
+    u2, _b2, acks2 = reports(s2)
+    for k, blk in enumerate(acks2):
+        lp2.b.receive_batch([ack_frame(lp2, c2, s2, u2, blk, k)], lp2.now)      # one by one
+    assert "rx_ack_coalesced" not in lp2.b.stats()
+    assert [((x - u) & 0xFFFFFFFF, (y - u) & 0xFFFFFFFF) for x, y in merged] == \
+        [((x - u2) & 0xFFFFFFFF, (y - u2) & 0xFFFFFFFF) for x, y in s2.sacked] == \
+        [(2 * s.mss, 4 * s.mss), (5 * s.mss, 6 * s.mss), (7 * s.mss, 8 * s.mss)]
+    # a D-SACK (segment 2 again, inside the second block) stays an ACK of its own
+    before = s.stats["dsacks_received"]
+    lp.b.receive_batch([ack_frame(lp, c, s, u, acks[3], 5), ack_frame(lp, c, s, u, (b[2], (b[2][0], b[3][1])), 6)],
+                       lp.now)
+    assert s.stats["dsacks_received"] == before + 1
+
+
 def test_an_out_of_order_run_over_queued_data_keeps_only_the_new_bytes():
     """A merged out-of-order run that straddles data already queued: only the
     bytes no queued segment holds are kept (ooo_bytes counts each byte once --

@@ -18,6 +18,7 @@ import struct
 
 from ..wire import BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ArpRepr, MalformedPacket, TcpRepr
 from ..wire.checksum import l4_checksum_ok
+from ..wire.tcp import starts_with_dsack
 
 __all__ = ["EthernetInput"]
 
@@ -83,6 +84,7 @@ class EthernetInput:
         head_frame = head_ok = head_tcb = head_ack = head_flags = head_window = head_ts = head_sack = None
         run = None          # once a second segment joins: ([payloads], [(frame, ok)])
         nxt = 0             # the sequence number that continues the run
+        acks = None         # pure ACKs with SACK blocks of one connection, in a row: [_fast_tcp answers]
         for f, ok in frames:
             m = self._fast_tcp(f, ok)
             tcb = None if m is None else m[0]
@@ -97,6 +99,18 @@ class EthernetInput:
                     run[1].append((f, ok))
                     nxt = (nxt + len(payload)) & 0xFFFFFFFF
                     continue
+                if sack and not payload and flags == _PURE_ACK and not starts_with_dsack(sack, ack):
+                    if acks is not None and acks[0][0] is tcb and acks[0][4] == window \
+                            and ((ack - acks[-1][2]) & 0xFFFFFFFF) < 0x80000000:
+                        acks.append(m)          # the same sender's next report: taken with the others
+                        continue
+                    if head is not None or acks is not None:
+                        acks = self._flush_batch(head, head_frame, head_ok, run, acks, now)
+                        head = run = None
+                    acks = [m]
+                    continue
+            if acks is not None:
+                acks = self._flush_batch(None, None, None, None, acks, now)
             if head is not None:
                 if run is None:
                     self._receive_parsed(head, head_frame, now, head_ok)     # a run of one: the common case
@@ -110,11 +124,52 @@ class EthernetInput:
                 nxt = (seq + len(payload)) & 0xFFFFFFFF
             else:
                 self._receive_parsed(m, f, now, ok)
+        self._flush_batch(head, head_frame, head_ok, run, acks, now)
+
+    def _flush_batch(self, head, head_frame, head_ok, run, acks, now: float) -> None:
+        """What receive_batch holds back goes to TCP: the data run (a run of one
+        as it came), then the pure ACKs in a row."""
         if head is not None:
             if run is None:
                 self._receive_parsed(head, head_frame, now, head_ok)
             else:
                 self._flush_run(head, run, now)
+        if acks is not None:
+            self._flush_acks(acks, now)
+        return None
+
+    def _flush_acks(self, acks: list, now: float) -> None:
+        """Pure ACKs of one connection that arrived in a row, each with SACK
+        blocks (a receiver reporting our losses, about one per segment we send),
+        taken as one: the last one's cumulative ACK, window and timestamps, and
+        every block reported, the newest first (a block an earlier ACK reported
+        and a later one covers is left out; D-SACKs are never merged). A sender in
+        recovery runs its scoreboard, RACK, PRR and rate sample once per batch
+        instead of once per ACK, as a receiver's GRO takes a run of segments."""
+        kept: list = []
+        for m in reversed(acks):
+            for left, right in m[7]:
+                for kl, kr in kept:
+                    if ((left - kl) & 0xFFFFFFFF) < 0x80000000 and ((kr - right) & 0xFFFFFFFF) < 0x80000000:
+                        break           # inside a block already kept
+                else:
+                    kept.append((left, right))
+        tcb, seq, ack, flags, window, ts, payload, _sack = acks[-1]
+        if len(acks) == 1 or starts_with_dsack(kept, ack):     # (the latter: a block that shrank)
+            for m in acks:
+                self._receive_parsed(m, None, now, True)
+            return
+        c = self.counters
+        n = len(acks)
+        c["rx_frames"] += n
+        c["rx_ipv4"] += n
+        c["rx_tcp"] += n
+        c["rx_ack_coalesced"] += n
+        try:
+            self._general_tcp(tcb, seq, ack, flags, window, ts, payload, tuple(kept), now)
+        except Exception as e:  # noqa: BLE001 - as _receive_parsed: remote input never crashes us
+            self.drop("internal_error")
+            self.last_internal_error = e
 
     def _flush_run(self, head, run, now: float) -> None:
         tcb, seq, ack, flags, window, ts, _first, sack = head

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
-from ..wire.tcp import FIN, SYN, TcpRepr
+from ..wire.tcp import FIN, SYN, TcpRepr, starts_with_dsack
 from .state import (CLOSING, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT)
 
 from .rules import DUPACK_THRESHOLD
@@ -85,8 +85,8 @@ class AckAndRecovery:
     def _note_dsack(self, blocks, ack: int) -> None:
         """RFC 2883: a first SACK block below the cumulative ACK, or inside the
         second block, reports a duplicate segment (D-SACK)."""
-        left, right = blocks[0]
-        if seq_le(right, ack) or (len(blocks) > 1 and seq_ge(left, blocks[1][0]) and seq_le(right, blocks[1][1])):
+        if starts_with_dsack(blocks, ack):
+            left = blocks[0][0]
             self.stats["dsacks_received"] += 1
             self._rack_dsack()
             self._dsack_undo(left)

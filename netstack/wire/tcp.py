@@ -170,3 +170,15 @@ class TcpRepr(NamedTuple):
     def seg_len(self, payload_len: int) -> int:
         """Sequence space used: payload plus one for SYN and one for FIN."""
         return payload_len + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
+
+
+def starts_with_dsack(blocks, ack: int) -> bool:
+    """RFC 2883: the first SACK block reports a duplicate segment (a D-SACK) when
+    it lies at or below the cumulative ACK, or inside the second block."""
+    left, right = blocks[0]
+    if ((ack - right) & 0xFFFFFFFF) < 0x80000000:                 # right <= ack
+        return True
+    if len(blocks) > 1:
+        l2, r2 = blocks[1]
+        return ((left - l2) & 0xFFFFFFFF) < 0x80000000 and ((r2 - right) & 0xFFFFFFFF) < 0x80000000
+    return False
