@@ -292,31 +292,42 @@ def test_syn_with_linux_option_layout_parses_as_the_general_loop():
     assert i.frames_to_send(0.0) == [] and i.stats()["drop_tcp_bad_checksum"] == 1
 
 
-def test_receive_batch_merges_in_order_segments_of_one_connection():
-    """Software GRO: a run of in-order segments becomes one TCP event and one ACK;
-    a segment that does not fit the run (a gap) starts a run of its own, which
-    the TCB's full rules take as one out-of-order segment (one queue entry, one
-    SACK block), as Linux's GRO hands TCP one skb."""
-    from netstack.wire import TcpRepr
+def _quiet_connection():
+    """A LinkPair with one established connection and nothing in flight:
+    (link, client TCB, server TCB)."""
     lp = LinkPair.make()
     lst = lp.b.tcp_listen(80)
     c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
     lp.run_until(lambda: lst.accept_queue)
     s = lst.accept()
     lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    return lp, c, s
+
+
+def _client_frame(lp, c, s, seq, ack, body=b"", blocks=(), ident=0, flags=0x10):
+    """A frame the client's address sends the server, built by hand: TCP with
+    the timestamp option (and SACK blocks after it, as Linux lays them out)."""
+    from netstack.wire import Ipv4Repr, TcpRepr
+    seg = TcpRepr(c.local_port, 80, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags, 4000, 0, None, None, False, blocks,
+                  (s.ts_recent + 1, c.ts_recent))
+    l4 = seg.emit(body, lp.a.ip, lp.b.ip)
+    return (lp.b.mac + lp.a.mac + b"\x08\x00" + Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, ident, True).emit() + l4,
+            False)
+
+
+def test_receive_batch_merges_in_order_segments_of_one_connection():
+    """Software GRO: a run of in-order segments becomes one TCP event and one ACK;
+    a segment that does not fit the run (a gap) starts a run of its own, which
+    the TCB's full rules take as one out-of-order segment (one queue entry, one
+    SACK block), as Linux's GRO hands TCP one skb."""
+    lp, c, s = _quiet_connection()
     now = lp.now
     frames = []
     seq = c.snd_nxt
     for k in range(6):
         if k == 4:
             seq = (seq + 100) & 0xFFFFFFFF        # a hole before the last two
-        seg = TcpRepr(c.local_port, 80, seq, c.rcv_nxt, 0x18, s.snd_wnd >> s.snd_wscale, 0, None, None, False,
-                      (), (s.ts_recent + 1, c.ts_recent))
-        body = bytes([65 + k]) * 1000
-        l4 = seg.emit(body, lp.a.ip, lp.b.ip)
-        from netstack.wire import Ipv4Repr
-        ip = Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, k, True).emit()
-        frames.append((lp.b.mac + lp.a.mac + b"\x08\x00" + ip + l4, False))
+        frames.append(_client_frame(lp, c, s, seq, c.rcv_nxt, bytes([65 + k]) * 1000, (), k, 0x18))
         seq = (seq + 1000) & 0xFFFFFFFF
     lp.b.receive_batch(frames, now)
     assert lp.b.stats()["rx_gro_merged"] == 6            # the first four, merged; the last two, merged
@@ -339,24 +350,14 @@ def test_segments_with_sack_blocks_take_the_fast_parse_and_merge():
     peer whose data from us was lost) are parsed by _fast_tcp, with the blocks;
     a run of them with the same options merges (one TCP event), its data
     arrives intact and its SACK blocks reach the sender's scoreboard."""
-    from netstack.wire import Ipv4Repr, TcpRepr
-    lp = LinkPair.make()
-    lst = lp.b.tcp_listen(80)
-    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
-    lp.run_until(lambda: lst.accept_queue)
-    s = lst.accept()
-    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    lp, c, s = _quiet_connection()
     s.send(b"s" * 3 * s.mss)
     lp.b.frames_to_send(lp.now)                  # the server's three segments: never delivered
     una, mss = s.snd_una, s.mss
     block = ((una + mss) & 0xFFFFFFFF, (una + 2 * mss) & 0xFFFFFFFF)   # the peer "got" the second one
 
     def frame(k, blocks):
-        seg = TcpRepr(c.local_port, 80, (c.snd_nxt + 1000 * k) & 0xFFFFFFFF, una, 0x10, 4000, 0, None, None,
-                      False, blocks, (s.ts_recent + 1, c.ts_recent))
-        l4 = seg.emit(bytes([97 + k]) * 1000, lp.a.ip, lp.b.ip)
-        return (lp.b.mac + lp.a.mac + b"\x08\x00" + Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, k, True).emit()
-                + l4, False)
+        return _client_frame(lp, c, s, c.snd_nxt + 1000 * k, una, bytes([97 + k]) * 1000, blocks, k)
     for n_blocks in (1, 2, 3):
         blocks = (block,) + tuple(((una + 10 * mss + i * 100) & 0xFFFFFFFF, (una + 10 * mss + i * 100 + 50)
                                    & 0xFFFFFFFF) for i in range(n_blocks - 1))
@@ -377,49 +378,30 @@ def test_pure_acks_with_sack_blocks_in_a_row_are_taken_as_one():
     and every block reported (rx_ack_coalesced counts them); the scoreboard is
     the same as taking them one by one. An ACK whose first block is a D-SACK is
     never merged: its report of a duplicate is counted."""
-    from netstack.wire import Ipv4Repr, TcpRepr
-
     def setup():
-        lp = LinkPair.make()
-        lst = lp.b.tcp_listen(80)
-        c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
-        lp.run_until(lambda: lst.accept_queue)
-        s = lst.accept()
-        lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+        lp, c, s = _quiet_connection()
         s.send(b"s" * 8 * s.mss)
         lp.b.frames_to_send(lp.now)               # eight segments out, none delivered
-        return lp, c, s
-
-    def ack_frame(lp, c, s, ack, blocks, k):
-        seg = TcpRepr(c.local_port, 80, c.snd_nxt, ack, 0x10, 4000, 0, None, None, False, blocks,
-                      (s.ts_recent + 1, c.ts_recent))
-        l4 = seg.emit(b"", lp.a.ip, lp.b.ip)
-        return (lp.b.mac + lp.a.mac + b"\x08\x00" + Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, k, True).emit()
-                + l4, False)
-
-    def reports(s):
         u, m = s.snd_una, s.mss
         b = [((u + i * m) & 0xFFFFFFFF, (u + (i + 1) * m) & 0xFFFFFFFF) for i in range(8)]
-        # the receiver got segments 2, 3, 5 and 7 (0, 1, 4 and 6 lost), one report each
         b23 = (b[2][0], b[3][1])
-        return u, b, [(b[2],), (b23,), (b[5], b23), (b[7], b[5], b23)]
-    lp, c, s = setup()
-    u, b, acks = reports(s)
-    lp.b.receive_batch([ack_frame(lp, c, s, u, blk, k) for k, blk in enumerate(acks)], lp.now)
+        # the receiver got segments 2, 3, 5 and 7 (0, 1, 4 and 6 lost), one report each
+        return lp, c, s, u, b, [(b[2],), (b23,), (b[5], b23), (b[7], b[5], b23)]
+    lp, c, s, u, b, acks = setup()
+    lp.b.receive_batch([_client_frame(lp, c, s, c.snd_nxt, u, b"", blk, k) for k, blk in enumerate(acks)], lp.now)
     merged = list(s.sacked)
     assert lp.b.stats()["rx_ack_coalesced"] == 4
-    lp2, c2, s2 = setup()
-    u2, _b2, acks2 = reports(s2)
+    lp2, c2, s2, u2, _b2, acks2 = setup()
     for k, blk in enumerate(acks2):
-        lp2.b.receive_batch([ack_frame(lp2, c2, s2, u2, blk, k)], lp2.now)      # one by one
+        lp2.b.receive_batch([_client_frame(lp2, c2, s2, c2.snd_nxt, u2, b"", blk, k)], lp2.now)   # one by one
     assert "rx_ack_coalesced" not in lp2.b.stats()
     assert [((x - u) & 0xFFFFFFFF, (y - u) & 0xFFFFFFFF) for x, y in merged] == \
         [((x - u2) & 0xFFFFFFFF, (y - u2) & 0xFFFFFFFF) for x, y in s2.sacked] == \
         [(2 * s.mss, 4 * s.mss), (5 * s.mss, 6 * s.mss), (7 * s.mss, 8 * s.mss)]
     # a D-SACK (segment 2 again, inside the second block) stays an ACK of its own
     before = s.stats["dsacks_received"]
-    lp.b.receive_batch([ack_frame(lp, c, s, u, acks[3], 5), ack_frame(lp, c, s, u, (b[2], (b[2][0], b[3][1])), 6)],
-                       lp.now)
+    lp.b.receive_batch([_client_frame(lp, c, s, c.snd_nxt, u, b"", acks[3], 5),
+                        _client_frame(lp, c, s, c.snd_nxt, u, b"", (b[2], (b[2][0], b[3][1])), 6)], lp.now)
     assert s.stats["dsacks_received"] == before + 1
 
 
@@ -429,23 +411,13 @@ def test_an_out_of_order_run_over_queued_data_keeps_only_the_new_bytes():
     kept whole, the overlap was counted twice against ooo_limit), the data is
     delivered intact once the hole fills, and our ACK reports the duplicate part
     as a D-SACK block (RFC 2883) ahead of the SACK block."""
-    from netstack.wire import Ipv4Repr, TcpRepr
     from netstack.tcp.receive import _first_covered, _uncovered
-    lp = LinkPair.make()
-    lst = lp.b.tcp_listen(80)
-    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
-    lp.run_until(lambda: lst.accept_queue)
-    s = lst.accept()
-    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    lp, c, s = _quiet_connection()
     base = c.snd_nxt
     data = bytes(range(256)) * 20            # 5120 bytes: [0, 1000) is the hole
 
     def frame(off, n, ident):
-        seg = TcpRepr(c.local_port, 80, (base + off) & 0xFFFFFFFF, c.rcv_nxt, 0x18, s.snd_wnd >> s.snd_wscale, 0,
-                      None, None, False, (), (s.ts_recent + 1, c.ts_recent))
-        l4 = seg.emit(data[off:off + n], lp.a.ip, lp.b.ip)
-        return (lp.b.mac + lp.a.mac + b"\x08\x00" + Ipv4Repr(lp.a.ip, lp.b.ip, 6, len(l4), 64, ident, True).emit()
-                + l4, False)
+        return _client_frame(lp, c, s, base + off, c.rcv_nxt, data[off:off + n], (), ident, 0x18)
     lp.b.receive_batch([frame(2000, 1000, 1)], lp.now)          # queued: [2000, 3000)
     lp.b.frames_to_send(lp.now)
     assert s.ooo_bytes == 1000
