@@ -379,11 +379,12 @@ def do_with(*args) -> Future:
     f = futurize(fn, *objs)
     if f._state:
         return f
-    return f.finally_(lambda: _keep(objs))
+    return f._wrapped(_release, objs)      # the tuple in the continuation keeps them alive
 
 
-def _keep(_objs):
-    return None
+def _release(f: Future, _objs) -> Future:
+    # do_with's end: the objects go with this call's reference; the outcome is f's
+    return f
 
 
 def _collect(futures) -> list:
