@@ -179,11 +179,15 @@ class Server:
                 if not keep:
                     break
         finally:
-            self._records.pop(id(rec), None)
-            try:
-                await out.close()
-            except Exception:  # noqa: BLE001 - the peer may be gone already
-                pass
+            await self._finish(rec, out)
+
+    async def _finish(self, rec, out) -> None:
+        """A connection's end, whichever parser served it."""
+        self._records.pop(id(rec), None)
+        try:
+            await out.close()
+        except Exception:  # noqa: BLE001 - the peer may be gone already
+            pass
 
     async def _answer(self, req, out) -> bool:
         target = req.url.split(b"?", 1)[0]
@@ -250,11 +254,7 @@ class Server:
                 if h.our_state is h11.DONE and h.their_state is h11.DONE:
                     h.start_next_cycle()
         finally:
-            self._records.pop(id(rec), None)
-            try:
-                await out.close()
-            except Exception:  # noqa: BLE001 - the peer may be gone already
-                pass
+            await self._finish(rec, out)
 
     async def _body(self, h, req, inp_next):
         n = 0

@@ -36,6 +36,14 @@ _SACK_WORDS = {32 + 4 + 8 * k: struct.Struct(f"!{2 * k}I") for k in (1, 2, 3)}
 _PURE_ACK, _DATA_PSH = 0x10, 0x18
 
 
+def _tcp_segment(frame, sip: bytes, total: int):
+    """_fast_tcp's answer for a TCP frame it leaves to TCP's own parse: (None,
+    source address, TCP segment) once the IP header checks out, else None."""
+    if int.from_bytes(frame[14:34], "big") % 0xFFFF:
+        return None
+    return None, sip, memoryview(frame)[34:14 + total]
+
+
 class EthernetInput:
     """The input half's entry points (a mixin of Interface)."""
 
@@ -59,9 +67,7 @@ class EthernetInput:
                     c["rx_tcp_fast"] += 1
                     self._after_fast(tcb)
                     return
-                c["rx_ipv4"] += 1
-                c["rx_tcp"] += 1
-                self._general_tcp(tcb, seq, ack, flags, window, ts, payload, sack, now)
+                self._general_tcp(tcb, seq, ack, flags, window, ts, payload, sack, now, 1)
                 return
             self._receive(frame, now, checksum_verified)
         except MalformedPacket as e:
@@ -105,12 +111,13 @@ class EthernetInput:
                         acks.append(m)          # the same sender's next report: taken with the others
                         continue
                     if head is not None or acks is not None:
-                        acks = self._flush_batch(head, head_frame, head_ok, run, acks, now)
+                        self._flush_batch(head, head_frame, head_ok, run, acks, now)
                         head = run = None
                     acks = [m]
                     continue
             if acks is not None:
-                acks = self._flush_batch(None, None, None, None, acks, now)
+                self._flush_acks(acks, now)
+                acks = None
             if head is not None:
                 if run is None:
                     self._receive_parsed(head, head_frame, now, head_ok)     # a run of one: the common case
@@ -136,7 +143,6 @@ class EthernetInput:
                 self._flush_run(head, run, now)
         if acks is not None:
             self._flush_acks(acks, now)
-        return None
 
     def _flush_acks(self, acks: list, now: float) -> None:
         """Pure ACKs of one connection that arrived in a row, each with SACK
@@ -160,16 +166,9 @@ class EthernetInput:
                 self._receive_parsed(m, None, now, True)
             return
         c = self.counters
-        n = len(acks)
-        c["rx_frames"] += n
-        c["rx_ipv4"] += n
-        c["rx_tcp"] += n
-        c["rx_ack_coalesced"] += n
-        try:
-            self._general_tcp(tcb, seq, ack, flags, window, ts, payload, tuple(kept), now)
-        except Exception as e:  # noqa: BLE001 - as _receive_parsed: remote input never crashes us
-            self.drop("internal_error")
-            self.last_internal_error = e
+        c["rx_frames"] += len(acks)
+        c["rx_ack_coalesced"] += len(acks)
+        self._general_tcp(tcb, seq, ack, flags, window, ts, payload, tuple(kept), now, len(acks))
 
     def _flush_run(self, head, run, now: float) -> None:
         tcb, seq, ack, flags, window, ts, _first, sack = head
@@ -190,22 +189,29 @@ class EthernetInput:
             # per segment -- the receiver at 5% loss spent its core on them.
             c = self.counters
             c["rx_frames"] += n
-            c["rx_ipv4"] += n
-            c["rx_tcp"] += n
             c["rx_gro_merged"] += n
-            try:
-                self._general_tcp(tcb, seq, ack, flags, window, ts, payload, sack, now)
-            except Exception as e:  # noqa: BLE001 - as _receive_parsed: remote input never crashes us
-                self.drop("internal_error")
-                self.last_internal_error = e
+            self._general_tcp(tcb, seq, ack, flags, window, ts, payload, sack, now, n)
 
     def _general_tcp(self, tcb, seq: int, ack: int, flags: int, window: int, ts, payload, sack,
-                     now: float) -> None:
-        """A segment _fast_tcp parsed whose TCB's header prediction declined it (or
-        that carries SACK blocks): the TCB's full rules (handshake, FIN, loss,
-        ...), without a second parse."""
-        tcb.on_segment(TcpRepr(tcb.remote_port, tcb.local_port, seq, ack, flags, window, 0, None, None,
-                               False, sack, ts), payload, now)
+                     now: float, frames: int) -> None:
+        """A segment _fast_tcp parsed (or `frames` of them merged) whose TCB's
+        header prediction declined it or that carries SACK blocks: the TCB's full
+        rules (handshake, FIN, loss, ...), without a second parse (the caller
+        counts the frames as received; here, as IPv4 and TCP). Remote input never
+        crashes us: a bug is counted and kept, as in _receive_parsed."""
+        c = self.counters
+        c["rx_ipv4"] += frames
+        c["rx_tcp"] += frames
+        try:
+            tcb.on_segment(TcpRepr(tcb.remote_port, tcb.local_port, seq, ack, flags, window, 0, None, None,
+                                   False, sack, ts), payload, now)
+        except MalformedPacket as e:
+            self.drop(e.reason)
+            return
+        except Exception as e:  # noqa: BLE001
+            self.drop("internal_error")
+            self.last_internal_error = e
+            return
         self._touch(tcb)
 
     def _after_fast(self, tcb) -> None:
@@ -243,9 +249,7 @@ class EthernetInput:
             # No connection (a SYN, or a segment to answer with RST): the IP
             # header is checked here, TCP's own rules take the segment from there
             # without a second parse of the layers below.
-            if int.from_bytes(frame[14:34], "big") % 0xFFFF:
-                return None
-            return None, sip, memoryview(frame)[34:14 + total]
+            return _tcp_segment(frame, sip, total)
         sack = ()
         if hlen == 20:
             ts = None
@@ -259,10 +263,7 @@ class EthernetInput:
             w = _SACK_WORDS[hlen].unpack_from(frame, 70)
             sack = tuple(zip(w[::2], w[1::2]))
         else:
-            # other options: TCP parses them, without a second parse of Ethernet and IPv4
-            if int.from_bytes(frame[14:34], "big") % 0xFFFF:
-                return None
-            return None, sip, memoryview(frame)[34:14 + total]
+            return _tcp_segment(frame, sip, total)     # other options: TCP parses them
         mv = memoryview(frame)
         # a correct IP header sums to 0xFFFF, i.e. 0 modulo 0xFFFF (2**16 == 1)
         if int.from_bytes(mv[14:34], "big") % 0xFFFF or not (csum_ok or l4_checksum_ok(mv[34:14 + total], sip, dip, 6)):
