@@ -403,6 +403,13 @@ def test_pure_acks_with_sack_blocks_in_a_row_are_taken_as_one():
     lp.b.receive_batch([_client_frame(lp, c, s, c.snd_nxt, u, b"", acks[3], 5),
                         _client_frame(lp, c, s, c.snd_nxt, u, b"", (b[2], (b[2][0], b[3][1])), 6)], lp.now)
     assert s.stats["dsacks_received"] == before + 1
+    # an ACK with another SEQ (out of the window: an off-path forgery) is not merged with
+    # the real one after it: its blocks never reach the scoreboard
+    lp3, c3, s3, u3, b3, _acks3 = setup()
+    lp3.b.receive_batch([_client_frame(lp3, c3, s3, c3.snd_nxt + (1 << 30), u3, b"", (b3[6],), 1),
+                         _client_frame(lp3, c3, s3, c3.snd_nxt, u3, b"", (b3[2],), 2)], lp3.now)
+    assert "rx_ack_coalesced" not in lp3.b.stats()
+    assert [((x - u3) & 0xFFFFFFFF, (y - u3) & 0xFFFFFFFF) for x, y in s3.sacked] == [(2 * s3.mss, 3 * s3.mss)]
 
 
 def test_an_out_of_order_run_over_queued_data_keeps_only_the_new_bytes():

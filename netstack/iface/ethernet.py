@@ -106,9 +106,12 @@ class EthernetInput:
                     nxt = (nxt + len(payload)) & 0xFFFFFFFF
                     continue
                 if sack and not payload and flags == _PURE_ACK and not starts_with_dsack(sack, ack):
-                    if acks is not None and acks[0][0] is tcb and acks[0][4] == window \
+                    # the same sender's next report (the same SEQ: only the last ACK's
+                    # fields pass TCP's acceptability checks, so an ACK forged with
+                    # another SEQ must not slip its blocks in with the real ones)
+                    if acks is not None and acks[0][0] is tcb and acks[0][4] == window and acks[0][1] == seq \
                             and ((ack - acks[-1][2]) & 0xFFFFFFFF) < 0x80000000:
-                        acks.append(m)          # the same sender's next report: taken with the others
+                        acks.append(m)
                         continue
                     if head is not None or acks is not None:
                         self._flush_batch(head, head_frame, head_ok, run, acks, now)
