@@ -29,6 +29,9 @@ class TcpConfig:
     syn_retries: int = 6
     delayed_ack: float = 0.04          # at most 200 ms (RFC 1122 4.2.3.2)
     time_wait: float = 60.0            # 2*MSL
+    fin_timeout: float = 60.0          # an orphaned FIN-WAIT-2 (the application closed it, the peer
+                                       # ACKed our FIN and sent none of its own) ends after this
+                                       # (Linux's tcp_fin_timeout); 0 = wait for ever (RFC 9293)
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
     keepalive_count: int = 9

@@ -448,6 +448,54 @@ def test_active_close_and_time_wait():
     assert t.state is State.CLOSED
 
 
+def _fin_wait_2(**kw):
+    t = established(**kw)
+    t.close()
+    assert recv(t, 0.0) == [(ours(ISS + 1, IRS + 1, FIN | ACK), b"")]
+    send(t, seg(IRS + 1, ISS + 2), b"", 0.1)
+    assert t.state is State.FIN_WAIT_2
+    return t
+
+
+def test_orphaned_fin_wait_2_ends_after_fin_timeout():
+    """The application let go (orphan) and the peer ACKed our FIN but sends none:
+    FIN-WAIT-2 ends silently after fin_timeout (Linux's tcp_fin_timeout) --
+    whether it was orphaned before the ACK or after; a FIN in time still leads
+    to TIME-WAIT."""
+    for orphan_at in (0.0, 5.0):
+        t = established(fin_timeout=30.0)
+        t.close()
+        if orphan_at == 0.0:
+            t.orphan(0.0)
+        recv(t, 0.0)
+        send(t, seg(IRS + 1, ISS + 2), b"", 0.1)
+        if orphan_at:
+            t.orphan(orphan_at)
+        start = orphan_at or 0.1
+        assert t.timers() == {"timewait_at": pytest.approx(start + 30.0)}
+        assert t.poll_at() == pytest.approx(start + 30.0)
+        recv_nothing(t, start + 29.9)
+        assert t.state is State.FIN_WAIT_2
+        assert recv(t, start + 30.0) == []
+        assert t.state is State.CLOSED and t.error is None
+    t = _fin_wait_2(fin_timeout=30.0, time_wait=60.0)
+    t.orphan(0.2)
+    send(t, seg(IRS + 1, ISS + 2, FIN | ACK), b"", 10.0)
+    assert t.state is State.TIME_WAIT and t.timers() == {"timewait_at": pytest.approx(70.0)}
+
+
+def test_fin_wait_2_of_a_held_connection_waits_for_the_peer():
+    """Not orphaned (a half-close: the application still reads), or fin_timeout 0:
+    FIN-WAIT-2 has no timer (RFC 9293) and still takes the peer's data an hour on."""
+    for kw, orphan in (({}, False), ({"fin_timeout": 0.0}, True)):
+        t = _fin_wait_2(**kw)
+        if orphan:
+            t.orphan(0.2)
+        assert t.timers() == {} and t.poll_at() is None
+        send(t, seg(IRS + 1, ISS + 2, ACK | PSH), b"late", 3600.0)
+        assert t.state is State.FIN_WAIT_2 and t.recv() == b"late"
+
+
 def test_simultaneous_close():
     t = established(time_wait=1.0)
     t.close()

@@ -317,6 +317,7 @@ class Shim:
                 t.abort()            # unread data, or SO_LINGER 0: RST (RFC 9293 3.6 note, Linux)
             else:
                 t.close()
+                t.orphan(self.net.now)     # the descriptor is gone: an orphan (Linux's tcp_fin_timeout)
         self.net.flush()
         return Done(0)
 

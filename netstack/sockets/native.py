@@ -407,11 +407,15 @@ class _NativeConn(_Waits):
         if self.reader is not None:
             self._deliver()
         self._wake("read")
+        if self.output_closed:
+            self.tcb.orphan(self.stack.reactor.now())
 
     def shutdown_output(self) -> None:
         if not self.output_closed:
             self.output_closed = True
             self.tcb.close()
+            if self.input_shut:
+                self.tcb.orphan(self.stack.reactor.now())
 
     def set_nodelay(self, v: bool) -> None:
         self.tcb.set_nodelay(v)
@@ -457,8 +461,10 @@ class _NativeConn(_Waits):
 
     def __del__(self) -> None:
         try:
-            if not self.output_closed and self.tcb.state is not CLOSED:
-                self.tcb.close()
+            if self.tcb.state is not CLOSED:
+                if not self.output_closed:
+                    self.tcb.close()
+                self.tcb.orphan(self.stack.reactor.now())
         except Exception:  # noqa: BLE001
             pass
 

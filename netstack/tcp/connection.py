@@ -16,7 +16,8 @@ in-order bytes not yet read by the user; out-of-order segments wait in
 
 Timers (absolute times, None when stopped): retransmission (`rto_at`),
 delayed ACK (`delack_at`), persist (`persist_at`), keepalive
-(`keepalive_at`), TIME-WAIT / SYN timeouts (`timewait_at`).
+(`keepalive_at`), TIME-WAIT / SYN timeouts and an orphaned FIN-WAIT-2's
+(`timewait_at`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .undo import Undo
 from .delivery import RateAndPacing
 from .rules import MAX_WINDOW_SHIFT
 from .state import (TRANSITIONS, CAN_RECEIVE, CAN_SEND, CLOSED, ESTABLISHED, EV_CLOSED, EV_CONNECTED,
-                    EV_ERROR, EV_READABLE, EV_WRITABLE, LISTEN,
+                    EV_ERROR, EV_READABLE, EV_WRITABLE, FIN_WAIT_2, LISTEN,
                     SYN_RECEIVED, SYN_SENT, SYNCHRONIZED, TIME_WAIT, State)
 
 __all__ = ["TCB", "SendBuffer", "TcpError"]
@@ -148,7 +149,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'sacked', 'sbuf', 'sched_at', 'send_limit', 'snd_max', 'snd_nxt', 'snd_sml', 'snd_una',
                  'snd_wl1', 'snd_wl2', 'snd_wnd', 'snd_wscale', 'srtt', 'state', 'stats', 'syn_acked',
                  'timewait_at', 'ts_ok', 'ts_recent', 'ts_recent_age', 'tso_max', 'tx_cache',
-                 'trace', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
+                 'trace', 'orphaned', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
                  'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit', 'xmit_order',
                  'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist',
                  'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
@@ -250,6 +251,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.keepalive_at: float | None = None
         self.keepalive_probes = 0
         self.timewait_at: float | None = None
+        self.orphaned = False       # the application has let go of it (orphan())
         self.last_recv = now
         self.nodelay = False
         # loss recovery
@@ -551,6 +553,20 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
     def set_nodelay(self, nodelay: bool) -> None:
         self.nodelay = nodelay
         self._changed()
+
+    def orphan(self, now: float) -> None:
+        """The application has closed both directions and holds the connection no
+        more: once our FIN is ACKed, FIN-WAIT-2 waits at most cfg.fin_timeout for
+        the peer's FIN (Linux's tcp_fin_timeout); a peer that never sends one --
+        or an off-path host that ACKed our FIN -- cannot hold it for ever."""
+        self.orphaned = True
+        if self.state is FIN_WAIT_2:
+            self._fin_wait_2_timer(now)
+
+    def _fin_wait_2_timer(self, now: float) -> None:
+        if self.orphaned and self.cfg.fin_timeout > 0 and self.timewait_at is None:
+            self.timewait_at = now + self.cfg.fin_timeout
+            self._changed()
 
     def abort(self) -> None:
         """Reset the connection now (RFC 9293 ABORT)."""

@@ -153,6 +153,7 @@ class AckAndRecovery:
         if fin_acked:
             if st is FIN_WAIT_1:
                 self._set_state(FIN_WAIT_2)
+                self._fin_wait_2_timer(now)
             elif st is CLOSING:
                 self._enter_time_wait(now)
             elif st is LAST_ACK:
