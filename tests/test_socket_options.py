@@ -161,6 +161,51 @@ def test_native_keepalive_probes_end_a_dead_connection(reactor):
     srv.close()
 
 
+def test_native_closed_connection_in_fin_wait_2_goes_after_fin_timeout(reactor):
+    """The server closes (both directions) and the client only ACKs the FIN: the
+    server's connection waits fin_timeout in FIN-WAIT-2, then is gone, and the
+    client's next write meets a RST. A connection the server only half-closed
+    (shutdown_output) stays."""
+    from netstack.config import TcpConfig
+    from netstack.tcp import State
+    from reactor import sleep
+    a, b = LoopbackDevice.pair()
+    A = NativeStack(reactor, a, InterfaceConfig(mac=a.mac, ip="192.0.2.1", seed=1))
+    B = NativeStack(reactor, b, InterfaceConfig(mac=b.mac, ip="192.0.2.2", seed=2, tcp=TcpConfig(fin_timeout=0.3)))
+    srv = server_socket(B.listen(make_ipv4_address(80), listen_options(reuse_address=True)))
+
+    async def main():
+        c1 = await A.connect(make_ipv4_address(("192.0.2.2", 80)), None)
+        s1 = (await srv.accept()).connection
+        c2 = await A.connect(make_ipv4_address(("192.0.2.2", 80)), None)
+        s2 = (await srv.accept()).connection
+        s1.close()                     # the application lets go
+        s2.shutdown_output()           # a half-close: it may still read
+        await sleep(0.1)
+        states = sorted(t.state.value for t in B.iface.tcbs.values())
+        await sleep(0.4)
+        left = [t.state for t in B.iface.tcbs.values()]
+        out = c1.output()
+        await out.write(b"hello?")
+        await out.flush()
+        await sleep(0.1)
+        client_left = len(A.iface.tcbs)
+        try:
+            await out.write(b"anyone?")
+            await out.flush()
+        except OSError as e:
+            err = type(e).__name__
+        else:
+            err = None
+        del s2, c2
+        return states, left, client_left, err
+    states, left, client_left, err = reactor.run(lambda: main())
+    assert states == ["FIN-WAIT-2", "FIN-WAIT-2"]
+    assert left == [State.FIN_WAIT_2]          # only the half-closed one
+    assert client_left == 1 and err == "ConnectionResetError"     # the RST ended the client's first
+    srv.close()
+
+
 def test_the_default_listen_backlog_is_the_systems_ceiling():
     """listen_options() without a backlog takes net.core.somaxconn (as Go does),
     not Python's 128: a burst of connects waits in the queue; a given backlog
@@ -170,3 +215,19 @@ def test_the_default_listen_backlog_is_the_systems_ceiling():
         ceiling = int(f.read())
     assert listen_options().backlog == max(128, min(ceiling, 65535))
     assert listen_options(backlog=16).backlog == 16
+
+
+def test_posix_fin_timeout_option_sets_tcp_linger2():
+    """--tcp-fin-timeout on the posix stack: TCP_LINGER2 on its sockets (the
+    kernel's per-socket tcp_fin_timeout); without it the kernel's default."""
+    import types
+    from netstack.sockets.posix import TCP_LINGER2, PosixStack
+    for cfg, want in (({"tcp_fin_timeout": 7.0}, 7), ({}, None)):
+        st = PosixStack(types.SimpleNamespace(config=cfg))
+        s = socket.socket()
+        try:
+            default = s.getsockopt(socket.IPPROTO_TCP, TCP_LINGER2)
+            st._options(s)
+            assert s.getsockopt(socket.IPPROTO_TCP, TCP_LINGER2) == (default if want is None else want)
+        finally:
+            s.close()

@@ -37,6 +37,7 @@ SYSCTLS = {
     "net.ipv4.tcp_keepalive_intvl": lambda c, v: setattr(c, "keepalive_interval", float(v)),
     "net.ipv4.tcp_keepalive_probes": lambda c, v: setattr(c, "keepalive_count", int(v)),
     "net.ipv4.tcp_congestion_control": lambda c, v: _congestion(c, v),
+    "net.ipv4.tcp_fin_timeout": lambda c, v: setattr(c, "fin_timeout", float(v)),
     # what the stack always does, at Linux's defaults: accepted as they are
     "net.ipv4.tcp_dsack": lambda c, v: _only(v, "1", "tcp_dsack=0"),
     "net.ipv4.tcp_recovery": lambda c, v: _only(v, "1", "tcp_recovery other than RACK (1)"),

@@ -45,6 +45,10 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tcp-congestion", choices=("newreno", "cubic", "bbr"), default=None,
                    help="congestion control of every connection (default: newreno on the native "
                         "stack, the kernel's default on posix; per socket: connected_socket.set_congestion)")
+    g.add_argument("--tcp-fin-timeout", type=non_negative_float, default=None, metavar="SECONDS",
+                   help="how long a connection the application has closed waits in FIN-WAIT-2 for the "
+                        "peer's FIN (default 60, Linux's tcp_fin_timeout; native: 0 waits for ever; "
+                        "posix: TCP_LINGER2 on every socket, where 0 means the kernel's default)")
     g.add_argument("--stack-seed", type=int, default=None,
                    help="seed for the stack's randomness (ISNs, IP ids, ports): reproducible runs")
     f = p.add_argument_group("Fault injection (native stack: impairs the frames it receives)")

@@ -100,7 +100,8 @@ def create_native_stack(reactor) -> "NativeStack":
         netmask=cfg.get("netmask_ipv4_addr") or "255.255.255.0",
         gateway=cfg.get("gw_ipv4_addr"), mtu=dev.mtu, seed=cfg.get("stack_seed"),
         tx_checksum_offload=dev.tx_checksum, tso_max=TSO_MAX if dev.tso else 0,
-        tcp=TcpConfig(recv_buffer=buf, send_buffer=buf, congestion=cfg.get("tcp_congestion") or "newreno"),
+        tcp=TcpConfig(recv_buffer=buf, send_buffer=buf, congestion=cfg.get("tcp_congestion") or "newreno",
+                      fin_timeout=60.0 if cfg.get("tcp_fin_timeout") is None else cfg["tcp_fin_timeout"]),
         answer_arp=(shard == 0))
     if steering is not None:
         # icfg.ip is read at each connect(): a DHCP lease may change it

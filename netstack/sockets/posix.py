@@ -46,6 +46,9 @@ def _bind_error(e: OSError) -> OSError:
     return OSError(e.errno, f"bind: {e.strerror}")
 
 
+TCP_LINGER2 = getattr(socket, "TCP_LINGER2", 8)
+
+
 def _set_congestion(s: socket.socket, name: str) -> None:
     """TCP_CONGESTION by our names (Linux calls NewReno "reno")."""
     kernel = "reno" if name == "newreno" else name
@@ -61,6 +64,14 @@ class PosixStack:
         cfg = reactor.config or {}
         # --tcp-congestion, when given: every socket of this stack (the kernel's default otherwise)
         self.congestion = cfg.get("tcp_congestion")
+        # --tcp-fin-timeout, when given: TCP_LINGER2 (an orphaned FIN-WAIT-2's lifetime) on every socket
+        self.fin_timeout = cfg.get("tcp_fin_timeout")
+
+    def _options(self, s: socket.socket) -> None:
+        if self.congestion:
+            _set_congestion(s, self.congestion)
+        if self.fin_timeout is not None:
+            s.setsockopt(socket.IPPROTO_TCP, TCP_LINGER2, int(self.fin_timeout))
 
     def ready(self) -> Future:
         return make_ready_future()
@@ -79,8 +90,7 @@ class PosixStack:
                 s.bind(addr.as_tuple())
             except OSError as e:
                 raise _bind_error(e) from None
-            if self.congestion:
-                _set_congestion(s, self.congestion)     # accepted sockets inherit it
+            self._options(s)     # accepted sockets inherit them
             s.listen(opts.backlog)
             s.setblocking(False)
         except BaseException:
@@ -92,8 +102,7 @@ class PosixStack:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
         try:
-            if self.congestion:
-                _set_congestion(s, self.congestion)
+            self._options(s)
             if local is not None:
                 try:
                     s.bind(local.as_tuple())
