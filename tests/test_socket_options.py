@@ -203,6 +203,8 @@ def test_native_closed_connection_in_fin_wait_2_goes_after_fin_timeout(reactor):
     assert states == ["FIN-WAIT-2", "FIN-WAIT-2"]
     assert left == [State.FIN_WAIT_2]          # only the half-closed one
     assert client_left == 1 and err == "ConnectionResetError"     # the RST ended the client's first
+    c = B.iface.counters                      # the server counted the stray segment and answered it
+    assert c["drop_tcp_no_connection"] >= 1 and c["tx_tcp_rst"] == c["drop_tcp_no_connection"]
     srv.close()
 
 

@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from netstack.config import TcpConfig
 from netstack.tcp import TCB, State
-from netstack.wire.tcp import ACK, FIN, RST, SYN, TcpRepr
+from netstack.wire.tcp import ACK, FIN, RST, SYN, reset_for
 
 A_IP, B_IP = b"\xc0\x00\x02\x01", b"\xc0\x00\x02\x02"
 S = State
@@ -98,14 +98,9 @@ class TcpPair(RuleBasedStateMachine):
         """A segment for a TCB that has closed meets what the interface does for
         a connection it no longer has (RFC 9293 3.10.7.1): a RST, never to a RST.
         Without it a peer whose RST drew a challenge ACK (RFC 5961) waited forever."""
-        if seg.flags & RST:
-            return
-        if seg.flags & ACK:
-            rst = TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
-        else:
-            n = len(payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
-            rst = TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + n) & 0xFFFFFFFF, RST | ACK, 0)
-        self.wire.append(("a" if to == "b" else "b", rst, b""))
+        rst = reset_for(seg, len(payload))
+        if rst is not None:
+            self.wire.append(("a" if to == "b" else "b", rst, b""))
 
     def _read(self):
         for name, t in (("a", self.a), ("b", self.b)):

@@ -9,7 +9,7 @@ import logging
 from ..tcp import TCB, Listener
 from ..tcp.state import CLOSED, EV_READABLE
 from ..wire import TcpRepr, ip_to_str
-from ..wire.tcp import ACK, FIN, RST, SYN
+from ..wire.tcp import ACK, FIN, RST, SYN, reset_for
 
 __all__ = ["TcpLayer", "EventSink"]
 
@@ -119,14 +119,9 @@ class TcpLayer:
     def _reset_stray(self, src: bytes, seg: TcpRepr, payload, now: float) -> None:
         """No connection: answer with RST (RFC 9293 3.10.7.1), never to a RST."""
         self.drop("tcp_no_connection")
-        flags = seg.flags
-        if flags & RST:
+        rst = reset_for(seg, len(payload))
+        if rst is None:
             return
-        if flags & ACK:
-            rst = TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
-        else:
-            rst = TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len(len(payload))) & _MASK,
-                          RST | ACK, 0)
         self.counters["tx_tcp_rst"] += 1
         self._send_tcp(src, rst, b"", now)
 

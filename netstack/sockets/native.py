@@ -101,7 +101,7 @@ def create_native_stack(reactor) -> "NativeStack":
         gateway=cfg.get("gw_ipv4_addr"), mtu=dev.mtu, seed=cfg.get("stack_seed"),
         tx_checksum_offload=dev.tx_checksum, tso_max=TSO_MAX if dev.tso else 0,
         tcp=TcpConfig(recv_buffer=buf, send_buffer=buf, congestion=cfg.get("tcp_congestion") or "newreno",
-                      fin_timeout=60.0 if cfg.get("tcp_fin_timeout") is None else cfg["tcp_fin_timeout"]),
+                      **({} if cfg.get("tcp_fin_timeout") is None else {"fin_timeout": cfg["tcp_fin_timeout"]})),
         answer_arp=(shard == 0))
     if steering is not None:
         # icfg.ip is read at each connect(): a DHCP lease may change it
@@ -408,15 +408,19 @@ class _NativeConn(_Waits):
         if self.reader is not None:
             self._deliver()
         self._wake("read")
-        if self.output_closed:
-            self.tcb.orphan(self.stack.reactor.now())
+        self._orphan_if_closed()
 
     def shutdown_output(self) -> None:
         if not self.output_closed:
             self.output_closed = True
             self.tcb.close()
-            if self.input_shut:
-                self.tcb.orphan(self.stack.reactor.now())
+            self._orphan_if_closed()
+
+    def _orphan_if_closed(self) -> None:
+        """Both directions shut: the application holds the connection no more
+        (TCB.orphan: an orphaned FIN-WAIT-2 times out)."""
+        if self.input_shut and self.output_closed:
+            self.tcb.orphan(self.stack.reactor.now())
 
     def set_nodelay(self, v: bool) -> None:
         self.tcb.set_nodelay(v)

@@ -172,6 +172,17 @@ class TcpRepr(NamedTuple):
         return payload_len + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
 
 
+def reset_for(seg: TcpRepr, payload_len: int) -> TcpRepr | None:
+    """The RST that answers a segment for no connection (RFC 9293 3.10.7.1):
+    SEQ = SEG.ACK when it carries an ACK, else SEQ 0 and ACK = SEG.SEQ + SEG.LEN;
+    None for a RST (never answered)."""
+    if seg.flags & RST:
+        return None
+    if seg.flags & ACK:
+        return TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+    return TcpRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len(payload_len)) & 0xFFFFFFFF, RST | ACK, 0)
+
+
 def starts_with_dsack(blocks, ack: int) -> bool:
     """RFC 2883: the first SACK block reports a duplicate segment (a D-SACK) when
     it lies at or below the cumulative ACK, or inside the second block."""
