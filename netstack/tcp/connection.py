@@ -23,6 +23,8 @@ delayed ACK (`delack_at`), persist (`persist_at`), keepalive
 from __future__ import annotations
 
 
+from bisect import bisect_right
+
 from frames import Gather
 from ..wire.seq import HALF, MASK, seq_add
 from ..wire.tcp import RST, TcpRepr
@@ -68,15 +70,20 @@ class TcbStats(dict):
 
 
 class SendBuffer:
-    """Bytes from SND.UNA on, as a list of chunks: an ACK drops the chunks it
-    covers with one slice deletion (a list, not a deque: an empty deque holds a
-    760-byte block, an idle connection's largest cost)."""
+    """Bytes from SND.UNA on, as a list of chunks and the stream offset at which
+    each starts: peek() finds its chunk by binary search (a walk from the first
+    chunk cost O(window) per segment: under loss, with a BBR window of hundreds
+    of chunks, it was 9% of a server's CPU), and an ACK drops the chunks it
+    covers with one slice deletion. Lists, not deques (an empty deque holds a
+    760-byte block); none at all while the buffer is empty, as an idle
+    connection's is."""
 
-    __slots__ = ("chunks", "head", "size")
+    __slots__ = ("chunks", "starts", "base", "size")
 
     def __init__(self) -> None:
-        self.chunks: list = []
-        self.head = 0   # offset into chunks[0]
+        self.chunks: list | tuple = ()     # () while empty
+        self.starts: list | tuple = ()     # stream offset of each chunk's first byte
+        self.base = 0   # stream offset of the byte at SND.UNA
         self.size = 0
 
     def __len__(self) -> int:
@@ -90,7 +97,12 @@ class SendBuffer:
             if data.__class__ is not bytes and not (data.__class__ is memoryview and data.obj.__class__ is bytes
                                                     and data.itemsize == 1 and data.contiguous):
                 data = bytes(data)
-            self.chunks.append(data)
+            if self.size:
+                self.chunks.append(data)
+                self.starts.append(self.base + self.size)
+            else:
+                self.chunks = [data]
+                self.starts = [self.base]
             self.size += n
 
     def peek(self, offset: int, n: int, gather: bool = False):
@@ -99,39 +111,41 @@ class SendBuffer:
         n = min(n, self.size - offset)
         if n <= 0:
             return b""
-        pos = offset + self.head
-        out = []
-        need = n
-        for c in self.chunks:
+        chunks = self.chunks
+        starts = self.starts
+        pos = self.base + offset
+        i = bisect_right(starts, pos) - 1 if len(chunks) > 1 else 0
+        c = chunks[i]
+        pos -= starts[i]
+        lc = len(c)
+        if pos + n <= lc:       # within one chunk: the common case
+            return c if pos == 0 and n == lc else memoryview(c)[pos:pos + n]
+        out = [memoryview(c)[pos:]]
+        need = n - (lc - pos)
+        while need:
+            i += 1
+            c = chunks[i]
             lc = len(c)
-            if pos >= lc:
-                pos -= lc
-                continue
-            take = min(lc - pos, need)
-            if pos == 0 and take == lc and need == n and take == n:
-                return c
-            out.append(memoryview(c)[pos:pos + take])
-            need -= take
-            pos = 0
-            if not need:
+            if lc >= need:
+                out.append(memoryview(c)[:need])
                 break
-        if len(out) == 1:
-            return out[0]
+            out.append(memoryview(c))
+            need -= lc
         return Gather(out) if gather else b"".join(out)
 
     def consume(self, n: int) -> None:
         n = min(n, self.size)
+        if n <= 0:
+            return
         self.size -= n
-        n += self.head
-        chunks = self.chunks
-        i = 0
-        k = len(chunks)
-        while i < k and n >= len(chunks[i]):
-            n -= len(chunks[i])
-            i += 1
-        if i:
-            del chunks[:i]
-        self.head = n if i < k else 0
+        self.base += n
+        if not self.size:
+            self.chunks = self.starts = ()
+            return
+        k = bisect_right(self.starts, self.base) - 1    # the chunk that now holds SND.UNA
+        if k:
+            del self.chunks[:k]
+            del self.starts[:k]
 
 
 class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):

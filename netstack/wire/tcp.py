@@ -14,6 +14,11 @@ _TS_FAST = b"\x01\x01\x08\x0a"
 _TS = struct.Struct("!II")
 _HDR_TS = struct.Struct("!HHIIBBHHHIII")
 _CSUM = struct.Struct("!H")
+_MSS_OPT = struct.Struct("!BBH")
+_WS_OPT = struct.Struct("!BBBB")
+# NOP NOP SACK(len) and n blocks, one pack per option (an out-of-order ACK's
+# options: built once per ACK sent under loss)
+_SACK_OPT = [struct.Struct("!BBBB" + "II" * n) for n in range(5)]
 _PROTO = 6
 
 OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERMITTED, OPT_SACK, OPT_TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
@@ -103,17 +108,19 @@ class TcpRepr(NamedTuple):
     def options_bytes(self) -> bytes:
         o = b""
         if self.mss is not None:
-            o += struct.pack("!BBH", OPT_MSS, 4, self.mss)
+            o += _MSS_OPT.pack(OPT_MSS, 4, self.mss)
         if self.wscale is not None:
-            o += struct.pack("!BBBB", OPT_NOP, OPT_WSCALE, 3, self.wscale)
+            o += _WS_OPT.pack(OPT_NOP, OPT_WSCALE, 3, self.wscale)
         if self.sack_permitted:
             o += b"\x01\x01\x04\x02"
         if self.timestamp is not None:
             o += _TS_FAST + _TS.pack(*self.timestamp)
-        if self.sack_blocks:
-            o += struct.pack("!BBBB", OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(self.sack_blocks))
-            for left, right in self.sack_blocks:
-                o += struct.pack("!II", left, right)
+        blocks = self.sack_blocks
+        if blocks:
+            n = len(blocks)
+            if n >= len(_SACK_OPT):     # 5 blocks are 44 bytes
+                raise ValueError("TCP options longer than 40 bytes")
+            o += _SACK_OPT[n].pack(OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * n, *[x for b in blocks for x in b])
         if len(o) % 4:
             o += b"\x00" * (4 - len(o) % 4)
         if len(o) > 40:
