@@ -10,7 +10,7 @@ from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, raw
 from netstack.wire import (ArpRepr, EthernetRepr, IcmpRepr, Ipv4Repr, MalformedPacket, Seq, TcpRepr,
                            UdpRepr, internet_checksum, ip_to_bytes, ones_sum, seq_add, seq_ge, seq_gt,
                            seq_le, seq_lt, seq_sub)
-from netstack.wire.checksum import verify
+from netstack.wire.checksum import pseudo_header_sum, verify
 
 A = ip_to_bytes("192.0.2.1")
 B = ip_to_bytes("192.0.2.2")
@@ -44,6 +44,39 @@ def test_checksum_rfc1071_example():
 def test_big_buffer_checksum_folding():
     data = bytes(range(256)) * 256  # 64 KiB, exercises the folding loop
     assert internet_checksum(data) == naive_checksum(data)
+
+
+@given(st.binary(max_size=9000))
+@settings(max_examples=200)
+def test_residue_is_the_modulo(data):
+    from netstack.wire.checksum import residue
+    x = int.from_bytes(data, "big")
+    assert residue(x) == x % 0xFFFF
+
+
+@given(st.binary(min_size=8, max_size=8), st.binary(min_size=20, max_size=1600), st.integers(0, 0xFFFF))
+@settings(max_examples=300)
+def test_in_place_l4_check_agrees_with_the_pseudo_header_one(addrs, segment, fix):
+    """Right and wrong checksums alike: the sum over the addresses as they lie
+    in the packet decides as the pseudo-header sum does."""
+    from netstack.wire.checksum import l4_checksum_ok, l4_checksum_ok_in_place
+    src, dst = addrs[:4], addrs[4:]
+    for seg in (segment, segment[:16] + fix.to_bytes(2, "big") + segment[18:],
+                segment[:16] + internet_checksum(segment[:16] + b"\0\0" + segment[18:],
+                                                 pseudo_header_sum(src, dst, 6, len(segment))).to_bytes(2, "big")
+                + segment[18:]):
+        assert l4_checksum_ok_in_place(addrs + seg, 6) == l4_checksum_ok(seg, src, dst, 6)
+    assert l4_checksum_ok(seg, src, dst, 6)         # the last one carries its right checksum
+
+
+def test_checksum_mask_cache_stays_bounded():
+    """Every length a peer can send (reassembled datagrams up to 64 KiB) leaves
+    at most 256 cached masks of at most 2 KB: lengths are remote input."""
+    from netstack.wire import checksum
+    for n in range(2, 65536, 98):
+        assert checksum.ones_sum(b"\xff" * n) == 0xFFFF
+    assert len(checksum._MASKS) <= checksum._MASK_CACHE_LEN
+    assert max(checksum._MASKS) <= checksum._MASK_CACHE_BITS
 
 
 def test_seq_arithmetic_wraps():
@@ -88,6 +121,19 @@ def test_tcp_sack_blocks_and_unknown_options():
                                       (99, b"\x01\x02")])
     _e, _i, tcp, _p = parse_tcp(f)
     assert tcp.sack_blocks == ((100, 200), (300, 400))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_timestamp_and_sack_options_are_linux_layout(n):
+    """The ACK of a connection under loss: NOP NOP TS, NOP NOP SACK(n) -- the
+    same bytes as scapy builds, and they parse back."""
+    blocks = tuple((1000 * i, 1000 * i + 500) for i in range(1, n + 1))
+    seg = TcpRepr(4000, 80, 1, 2, 0x10, 512, 0, None, None, False, blocks, (0xDEADBEEF, 7))
+    want = raw(TCP(options=[("NOP", None), ("NOP", None), ("Timestamp", (0xDEADBEEF, 7)), ("NOP", None),
+                            ("NOP", None), ("SAck", tuple(x for b in blocks for x in b))]))[20:]
+    assert seg.options_bytes() == want
+    with pytest.raises(ValueError):         # four blocks beside timestamps do not fit in 40 bytes
+        seg._replace(sack_blocks=blocks + ((1, 2),) * (4 - n)).options_bytes()
 
 
 def test_tcp_emit_parses_in_scapy():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 
 from ..wire import BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ArpRepr, MalformedPacket, TcpRepr
-from ..wire.checksum import l4_checksum_ok
+from ..wire.checksum import l4_checksum_ok_in_place
 from ..wire.tcp import starts_with_dsack
 
 __all__ = ["EthernetInput"]
@@ -269,7 +269,7 @@ class EthernetInput:
             return _tcp_segment(frame, sip, total)     # other options: TCP parses them
         mv = memoryview(frame)
         # a correct IP header sums to 0xFFFF, i.e. 0 modulo 0xFFFF (2**16 == 1)
-        if int.from_bytes(mv[14:34], "big") % 0xFFFF or not (csum_ok or l4_checksum_ok(mv[34:14 + total], sip, dip, 6)):
+        if int.from_bytes(mv[14:34], "big") % 0xFFFF or not (csum_ok or l4_checksum_ok_in_place(mv[26:14 + total], 6)):
             return None
         return tcb, seq, ack, flags, window, ts, mv[34 + hlen:14 + total], sack
 

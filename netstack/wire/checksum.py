@@ -4,7 +4,8 @@ Summing 16-bit words one by one is ~100x slower in Python than reading the
 whole buffer as one big integer: since 2**16 == 1 (mod 0xFFFF), the
 one's-complement sum of the words is that integer modulo 0xFFFF. Folding the
 integer in halves (at multiples of 16 bits) before the final modulo keeps the
-big-number division small: ~3.6 us for 1460 bytes on these machines.
+big-number division small: ~2 us for 1448 bytes on these machines (0.9 us to
+read the integer, 1.1 us to fold and reduce it; the modulo alone took 1.9).
 """
 
 from __future__ import annotations
@@ -19,27 +20,37 @@ class MalformedPacket(ValueError):
 
 
 _MASKS: dict[int, int] = {}
+_MASK_CACHE_BITS = 16384    # masks cached: at most _MASK_CACHE_LEN of at most 2 KB (hostile lengths can't grow it)
+_MASK_CACHE_LEN = 256
 
 
-def ones_sum(data) -> int:
-    """The one's-complement sum of data as 16-bit big-endian words, in 0..0xFFFF
-    (0xFFFF rather than 0 for non-zero data that sums to 'negative zero')."""
-    n = len(data)
-    if n & 1:
-        data = bytes(data) + b"\0"
-    s = int.from_bytes(data, "big")
-    if not s:
-        return 0
+def residue(s: int) -> int:
+    """s modulo 0xFFFF for a non-negative s of any size: the one's-complement
+    sum of s's 16-bit words, up to the end-around carry. Folded in halves at
+    multiples of 16 bits first: a big-number modulo costs a division per 30-bit
+    digit, the folds only additions (1448 bytes: 1.1 us against 1.9)."""
     b = s.bit_length()
     while b > 2048:
         half = ((b >> 1) + 15) & ~15
         mask = _MASKS.get(half)
         if mask is None:
-            mask = _MASKS[half] = (1 << half) - 1
+            mask = (1 << half) - 1
+            if half <= _MASK_CACHE_BITS and len(_MASKS) < _MASK_CACHE_LEN:
+                _MASKS[half] = mask
         s = (s >> half) + (s & mask)
         b = s.bit_length()
-    r = s % 0xFFFF
-    return r if r else 0xFFFF
+    return s % 0xFFFF
+
+
+def ones_sum(data) -> int:
+    """The one's-complement sum of data as 16-bit big-endian words, in 0..0xFFFF
+    (0xFFFF rather than 0 for non-zero data that sums to 'negative zero')."""
+    if len(data) & 1:
+        data = bytes(data) + b"\0"
+    s = int.from_bytes(data, "big")
+    if not s:
+        return 0
+    return residue(s) or 0xFFFF
 
 
 def internet_checksum(data, initial: int = 0) -> int:
@@ -71,6 +82,19 @@ def verify(data, initial: int = 0) -> bool:
 def l4_checksum_ok(segment, src: bytes, dst: bytes, protocol: int) -> bool:
     """A received TCP/UDP segment's checksum (with its pseudo-header) is right:
     the one check every input path calls."""
-    s = ones_sum(segment) + pseudo_header_sum(src, dst, protocol, len(segment))
+    return _l4_ok(ones_sum(segment) + pseudo_header_sum(src, dst, protocol, len(segment)))
+
+
+def l4_checksum_ok_in_place(addressed, protocol: int) -> bool:
+    """The same check on a segment read where it lies in the IPv4 packet:
+    `addressed` is the header's source and destination addresses and the
+    segment after them (they are contiguous when the header has no options),
+    so one sum covers both: the pseudo-header's addresses are the first four
+    words."""
+    return _l4_ok(ones_sum(addressed) + protocol + len(addressed) - 8)
+
+
+def _l4_ok(s: int) -> bool:
+    s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
     return s == 0xFFFF

@@ -19,6 +19,8 @@ _WS_OPT = struct.Struct("!BBBB")
 # NOP NOP SACK(len) and n blocks, one pack per option (an out-of-order ACK's
 # options: built once per ACK sent under loss)
 _SACK_OPT = [struct.Struct("!BBBB" + "II" * n) for n in range(5)]
+# NOP NOP TS, then NOP NOP SACK and n blocks: every ACK of a connection under loss
+_TS_SACK_OPT = [struct.Struct("!BBBBII" + "BBBB" + "II" * n) for n in range(4)]
 _PROTO = 6
 
 OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERMITTED, OPT_SACK, OPT_TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
@@ -106,6 +108,13 @@ class TcpRepr(NamedTuple):
         return TcpRepr(sport, dport, seq, ack, flags, window, urgent, mss, wscale, sackp, blocks, ts), mv[hlen:]
 
     def options_bytes(self) -> bytes:
+        blocks = self.sack_blocks
+        if blocks and self.timestamp is not None and self.mss is None and self.wscale is None \
+                and not self.sack_permitted and len(blocks) < 4:
+            # the ACK of a connection under loss, in one pack (the general layout below, same bytes)
+            n = len(blocks)
+            return _TS_SACK_OPT[n].pack(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, *self.timestamp,
+                                        OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * n, *[x for b in blocks for x in b])
         o = b""
         if self.mss is not None:
             o += _MSS_OPT.pack(OPT_MSS, 4, self.mss)
