@@ -3,7 +3,9 @@ of either direction, nodelay, keepalive and its (validated) parameters, close().
 
 posix: kernel sockets on 127.0.0.1. native: two native stacks on an in-memory
 wire (LoopbackDevice), one reactor."""
+import os
 import socket
+import sys
 
 import pytest
 
@@ -233,3 +235,76 @@ def test_posix_fin_timeout_option_sets_tcp_linger2():
             assert s.getsockopt(socket.IPPROTO_TCP, TCP_LINGER2) == (default if want is None else want)
         finally:
             s.close()
+
+
+def _own_objects(root, other, shared):
+    """Objects reachable from root and not from other: what one connection holds
+    alone (modules, classes, code and the shared stack objects excluded)."""
+    import gc
+    import types
+
+    stop = (type, types.ModuleType, types.CodeType)
+    moddicts = {id(m.__dict__) for m in list(sys.modules.values()) if hasattr(m, "__dict__")}
+    skip = {id(o) for o in shared} | moddicts
+
+    def reach(r):
+        seen, stack = {}, [r]
+        while stack:
+            o = stack.pop()
+            if id(o) in seen or id(o) in skip or isinstance(o, stop) or (
+                    isinstance(o, types.BuiltinFunctionType) and isinstance(o.__self__, types.ModuleType)):
+                continue
+            seen[id(o)] = o
+            stack.extend(gc.get_referents(o))
+        return seen
+    mine, theirs = reach(root), reach(other)
+    return [o for k, o in mine.items() if k not in theirs]
+
+
+def test_native_idle_echo_connection_holds_no_empty_containers_and_fits_its_budget(reactor):
+    """An idle connection of the tutorial's echo server after one round trip:
+    no empty list kept (send buffer, out-of-order queue and its blocks, SACK
+    scoreboard, the socket layer's waiters and pending writes), no bound method
+    stored per connection, and the objects it holds alone (TCB, socket layer,
+    the reactor's continuation chain, the app's closures) within a budget --
+    issue 15's idle memory, checked without a TAP."""
+    import gc
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "tutorial"))
+    import echo_server
+    from reactor import keep_doing, sleep
+    a, b = LoopbackDevice.pair()
+    A = NativeStack(reactor, a, InterfaceConfig(mac=a.mac, ip="192.0.2.1", seed=1))
+    B = NativeStack(reactor, b, InterfaceConfig(mac=b.mac, ip="192.0.2.2", seed=2))
+    srv = server_socket(B.listen(make_ipv4_address(80), listen_options(reuse_address=True)))
+    clients = []
+
+    def serve(ar):          # as the tutorial's f(): each connection served beside the next accept()
+        echo_server.handle_connection(ar.connection, ar.remote_address).handle_exception(lambda e: None)
+
+    async def main():
+        keep_doing(lambda: srv.accept().then(serve)).handle_exception(lambda e: None)
+        for _ in range(3):
+            c = await A.connect(make_ipv4_address(("192.0.2.2", 80)), None)
+            out, inp = c.output(), c.input()
+            await out.write(b"x" * 64)
+            await out.flush()
+            assert bytes(await inp.read()) == b"x" * 64
+            clients.append((c, out, inp))
+        await sleep(0.2)            # the delayed ACKs go out: nothing owed, nothing in flight
+    reactor.run(lambda: main())
+    gc.collect()
+    tcbs = list(B.iface.tcbs.values())
+    assert len(tcbs) == 3
+    conns = [B.handlers[t]() for t in tcbs]
+    for t, conn in zip(tcbs, conns):
+        assert t.sbuf.chunks == () and t.ooo == () and t.ooo_blocks == () and t.sacked == ()
+        assert t.xmit is None and not t.stats
+        assert conn.waiters == () and conn.pending == () and conn.reader is not None   # a read is pending
+        assert t.owner is tcbs[0].owner                   # one bound method for every TCB
+    shared = [B, B.iface, A, A.iface, reactor, srv]
+    own = _own_objects((tcbs[1], conns[1]), (tcbs[2], conns[2]), shared)
+    kinds = {type(o).__name__ for o in own}
+    assert "method" not in kinds or all(type(o.__self__).__name__ not in ("_NativeConn",)
+                                        for o in own if type(o).__name__ == "method")
+    size = sum(sys.getsizeof(o) for o in own)
+    assert size <= 4600, sorted(((sys.getsizeof(o), type(o).__name__) for o in own), reverse=True)[:12]

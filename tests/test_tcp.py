@@ -612,7 +612,7 @@ def test_sack_recovery_retransmits_only_the_hole():
     out = recv(t, 0.01)
     assert [(s.seq, len(p)) for s, p in out] == [(base, 1460)]
     send(t, seg(IRS + 1, base + 1460 * 6), b"", 0.02)
-    assert not t.in_recovery and t.sacked == []
+    assert not t.in_recovery and not t.sacked
     assert t.stats["rescue_retransmits"] == 0 and t.stats["timeouts"] == 0
 
 
@@ -647,7 +647,7 @@ def test_bogus_sack_blocks_are_ignored():
     t.send(b"s" * 1460 * 2)
     recv(t)
     send(t, seg(IRS + 1, ISS + 1, sack_blocks=((ISS + 100000, ISS + 200000),)))
-    assert t.sacked == []
+    assert not t.sacked
 
 
 def test_congestion_window_grows_and_halves():
@@ -753,7 +753,7 @@ def test_data_beyond_the_offered_window_is_acked_and_dropped():
     t = established(recv_buffer=200_000)
     edge = IRS + 1 + 65535
     send(t, seg(edge + 10, ISS + 1), b"x" * 100)
-    assert t.ooo == [] and t.ooo_bytes == 0
+    assert not t.ooo and t.ooo_bytes == 0
     assert recv(t) == [(ours(ISS + 1, IRS + 1, window=65535), b"")]
     send(t, seg(edge - 50, ISS + 1), b"y" * 100)          # across the right edge
     assert t.ooo_bytes == 50

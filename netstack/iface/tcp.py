@@ -183,7 +183,7 @@ class TcpLayer:
         local_ip, local_port, remote_ip, remote_port = key
         tcb = TCB(self.cfg.tcp, local_ip, local_port, remote_ip, remote_port, iss, now,
                   self._route_mss(remote_ip), self.cfg.tso_max)
-        tcb.owner = self.dirty.add      # a C call: user calls on the TCB mark it due
+        tcb.owner = self._dirty_add     # a C call: user calls on the TCB mark it due
         tcb.challenge_limit = self.challenge_acks      # one rate limit for the whole stack
         if remote_ip in self.path_mtu:
             mtu = self.path_mtu_to(remote_ip, now)

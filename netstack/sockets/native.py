@@ -299,7 +299,10 @@ class _Waits:
 
     def _wait(self, kind: str) -> Future:
         f = Future()
-        self.waiters.append((kind, f))
+        if self.waiters:
+            self.waiters.append((kind, f))
+        else:
+            self.waiters = [(kind, f)]
         self.stack.busy.add(self)
         return f
 
@@ -314,7 +317,7 @@ class _Waits:
                         f._set_value(None)
             else:
                 keep.append((k, f))
-        self.waiters = keep
+        self.waiters = keep or ()     # () when none wait: an idle connection holds no list
         if not keep and self.reader is None:
             self.stack.busy.discard(self)
 
@@ -366,8 +369,8 @@ class _NativeConn(_Waits):
     def __init__(self, stack: NativeStack, tcb) -> None:
         self.stack = stack
         self.tcb = tcb
-        self.waiters: list = []
-        self.pending: list = []          # bytes not yet taken by the TCB's send buffer
+        self.waiters: list | tuple = ()     # [(kind, future)]; () while none (an idle connection's)
+        self.pending: list | tuple = ()     # bytes not yet taken by the TCB's send buffer; () while none
         self.pending_bytes = 0
         self.input_shut = False
         self.output_closed = False
@@ -528,7 +531,9 @@ class _NativeConn(_Waits):
             if n == len(data):
                 return make_ready_future()
             data = memoryview(data)[n:]
-        self.pending.append(data)
+            self.pending = [data]
+        else:
+            self.pending.append(data)
         self.pending_bytes += len(data)
         return self._wait("space")
 
@@ -536,7 +541,7 @@ class _NativeConn(_Waits):
         tcb = self.tcb
         if tcb.error is not None:
             # reset / timed out with writes still queued: they fail, nothing is sent
-            self.pending.clear()
+            self.pending = ()
             self.pending_bytes = 0
             self._wake("space", tcb.error)
             return
@@ -548,6 +553,7 @@ class _NativeConn(_Waits):
                 self.pending[0] = memoryview(d)[n:]
                 return
             self.pending.pop(0)
+        self.pending = ()
         self._wake("space")
 
     def flush(self) -> Future:
@@ -559,11 +565,14 @@ class _NativeConn(_Waits):
 
 
 class _NativeSource:
-    __slots__ = ("conn", "get")
+    # the connection's reads; no bound methods stored (64 bytes each per connection)
+    __slots__ = ("conn",)
 
     def __init__(self, conn: _NativeConn) -> None:
         self.conn = conn
-        self.get = conn.get         # a bound method: input_stream calls it directly
+
+    def get(self) -> Future:
+        return self.conn.get()
 
     @property
     def eof_delivered(self) -> bool:
@@ -574,15 +583,19 @@ class _NativeSource:
 
 
 class _NativeSink:
-    __slots__ = ("conn", "put", "flush")
+    __slots__ = ("conn",)
     # put() queues in the TCB's send buffer, which becomes segments only at the
     # stack's next poll: writes of one round of tasks leave together anyway
     coalescing = True
 
     def __init__(self, conn: _NativeConn) -> None:
         self.conn = conn
-        self.put = conn.put         # bound methods: output_stream calls them directly
-        self.flush = conn.flush
+
+    def put(self, data) -> Future:
+        return self.conn.put(data)
+
+    def flush(self) -> Future:
+        return self.conn.flush()
 
     def close(self) -> Future:
         return self.conn.flush().then(self.conn.shutdown_output)

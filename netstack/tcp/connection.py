@@ -224,8 +224,8 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.rcv_nxt = 0
         self.rq: list = []           # in-order data not yet read (a list: an empty deque holds 760 bytes)
         self.rq_bytes = 0
-        self.ooo: list = []          # sorted [(seq, bytes)]
-        self.ooo_blocks: list = []   # what ooo covers: sorted, merged [left, right] (the SACK blocks)
+        self.ooo: list | tuple = ()  # sorted [(seq, bytes)]; () while empty (an idle connection holds no list)
+        self.ooo_blocks: list | tuple = ()   # what ooo covers: sorted, merged [left, right] (the SACK blocks)
         self.ooo_bytes = 0
         self.fin_received = False
         self.last_ack_sent = 0
@@ -242,7 +242,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.ts_recent = 0
         self.ts_recent_age = now
         self.sack_ok = False
-        self.sacked: list = []       # peer's SACK scoreboard: merged [(left, right)]
+        self.sacked: list | tuple = ()   # peer's SACK scoreboard: merged [(left, right)]; () while empty
 
     def _init_timers(self, cfg, iss: int, now: float) -> None:
         """Timers, RTT (RFC 6298) and loss recovery state."""

@@ -391,6 +391,8 @@ class ReceiveSide:
             # Only what no queued segment holds is kept: a run merged by the
             # interface (receive_batch) may straddle queued data, and kept whole it
             # was counted twice against ooo_limit and the queue refused new data
+            if not self.ooo:
+                self.ooo, self.ooo_blocks = [], []
             for o, n in pieces:
                 left = (seq + o) & MASK
                 insort(self.ooo, (left, bytes(payload[o:o + n])), key=lambda x: (x[0] - rn) & MASK)
@@ -417,6 +419,9 @@ class ReceiveSide:
             self.rq_bytes += len(part)
             self.rcv_nxt = end
         del ooo[:i]
+        if not ooo:
+            self.ooo = self.ooo_blocks = ()
+            return
         rn = self.rcv_nxt
         blocks = self.ooo_blocks
         while blocks and not seq_gt(blocks[0][1], rn):

@@ -133,7 +133,7 @@ class AckAndRecovery:
                 self.in_recovery = False
                 if self.undo_retrans != UNDONE:      # an undone reduction stays undone
                     self.cc.exit_recovery((self.snd_max - ack) & MASK, self.sack_ok)
-                self.sacked = []
+                self.sacked = ()
                 self._rack_forget()
                 if self.sack_ok:
                     self._schedule_tlp(now)     # what is still in flight gets its probe (none ran in recovery)
@@ -305,7 +305,7 @@ class AckAndRecovery:
         self.prr_out += sent
 
     def _update_scoreboard(self, blocks, now: float) -> None:
-        sb = self.sacked
+        sb = self.sacked if self.sacked else []
         for left, right in blocks:
             if seq_le(right, self.snd_una) or seq_gt(right, self.snd_max) or not seq_lt(left, right):
                 continue  # stale or bogus block
@@ -326,7 +326,7 @@ class AckAndRecovery:
             else:
                 merged.append((left, right))
                 top = ro
-        self.sacked = merged
+        self.sacked = merged or ()
         if not self.in_recovery and self.sack_ok and merged:
             sacked_bytes = self._sacked_bytes()
             # RFC 6675 IsLost(HighACK + 1): more than (DupThresh - 1) * SMSS bytes, or
@@ -341,7 +341,7 @@ class AckAndRecovery:
 
     def _trim_scoreboard(self) -> None:
         una = self.snd_una
-        self.sacked = [(max_seq(left, una), r) for left, r in self.sacked if seq_gt(r, una)]
+        self.sacked = [(max_seq(left, una), r) for left, r in self.sacked if seq_gt(r, una)] or ()
 
     def _rtt_sample_ack(self, seg: TcpRepr, now: float) -> None:
         self._rtt_sample(seg.ack, seg.timestamp[1] if seg.timestamp is not None else 0, now)
@@ -430,7 +430,7 @@ class AckAndRecovery:
         self.in_recovery = False
         self.recover = self.snd_max
         self.dupacks = 0
-        self.sacked = []  # RFC 6675 5.1: the scoreboard may be stale after an RTO
+        self.sacked = ()  # RFC 6675 5.1: the scoreboard may be stale after an RTO
         self.tlp_at = self.tlp_end = None
         self._rack_forget()
         if self.xmit:
