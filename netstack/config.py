@@ -35,7 +35,8 @@ class TcpConfig:
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
-    ooo_limit: int = 1 << 20           # bytes of out-of-order data kept
+    ooo_limit: int | None = None       # bytes of out-of-order data kept; None: the connection's receive
+                                       # buffer -- what its window may offer (a smaller limit drops in-window data)
     syn_backlog: int = 256
     syn_cookies: bool | str = True     # answer SYNs statelessly once the SYN queue is full (RFC 4987);
                                        # "always": for every SYN (Linux's tcp_syncookies=2)

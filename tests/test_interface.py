@@ -695,3 +695,48 @@ def test_forgotten_connections_do_not_stay_in_the_timer_heap():
     assert len(i._timers) <= 2 * 64 + 2
     assert sum(r() is not None for r in refs) <= 2 * 64 + 1    # the others are freed
     assert i.poll_at() == 10.0 and live.sched_at == 10.0
+
+
+def test_out_of_order_data_within_a_large_window_is_kept():
+    """A 4 MiB receive buffer (what the native stack gives a connection with
+    the default memory) offers a 4 MiB window; 2 MiB sent beyond a one-segment
+    hole lies inside it and is queued, not dropped (the out-of-order queue was
+    capped at 1 MiB whatever the window: a Linux BBR client at 5% loss had
+    1,800 in-window segments dropped and sent again). Filling the hole
+    delivers all of it."""
+    lp = LinkPair.make()
+    lp.b.cfg.tcp.recv_buffer = 4 << 20
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue)
+    s = lst.accept()
+    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    data = bytes(range(256)) * (((2 << 20) + 1448 + 255) // 256)
+    data = data[:(2 << 20) + 1448]
+    base = c.snd_nxt
+    for off in range(1448, len(data), 1448):          # everything after the first segment
+        lp.b.receive_batch([_client_frame(lp, c, s, base + off, c.rcv_nxt, data[off:off + 1448], (), off // 1448)],
+                           lp.now)
+        lp.b.frames_to_send(lp.now)
+    assert s.stats["ooo_dropped"] == 0 and s.ooo_bytes == len(data) - 1448
+    lp.b.receive_batch([_client_frame(lp, c, s, base, c.rcv_nxt, data[:1448], (), 0)], lp.now)
+    got = b""
+    while (d := s.recv()):
+        got += bytes(d)
+    assert got == data and not s.ooo and s.ooo_bytes == 0
+
+
+def test_an_explicit_out_of_order_limit_is_kept_and_counted():
+    """A limit set below the window (to bound memory) holds: what passes it is
+    dropped and counted, never queued."""
+    lp = LinkPair.make()
+    lp.b.cfg.tcp.ooo_limit = 10 * 1448
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue)
+    s = lst.accept()
+    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    base = c.snd_nxt
+    for k in range(1, 21):
+        lp.b.receive_batch([_client_frame(lp, c, s, base + 1448 * k, c.rcv_nxt, b"x" * 1448, (), k)], lp.now)
+    assert s.ooo_bytes == 10 * 1448 and s.stats["ooo_dropped"] == 10

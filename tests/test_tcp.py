@@ -887,6 +887,29 @@ def test_a_dsack_widens_the_reordering_window():
     assert t.stats["dsacks_received"] == 1 and t._reo_wnd() == pytest.approx(2 * before)
 
 
+def test_dsacks_widen_the_reordering_window_once_per_round_up_to_srtt():
+    """RFC 8985 6.2 step 4: D-SACKs widen reo_wnd by min_rtt / 4 once per round
+    trip (more D-SACKs of the same round add nothing), past min_rtt when the
+    rounds go on (the old cap of 4 quarters held it at min_rtt), never past
+    SRTT."""
+    t, base = _sack_established_with_rtt()
+    now = 0.02
+    una = base
+    for rnd in range(1, 8):
+        t.send(b"s" * 1460)
+        recv(t, now)
+        for _ in range(3):                  # three D-SACKs in this round: one widening
+            send(t, seg(IRS + 1, una, sack_blocks=((una - 1460, una),)), b"", now + 0.001)
+        assert t.reo_wnd_mult == 1 + rnd, rnd
+        send(t, seg(IRS + 1, una + 1460), b"", now + 0.002)     # the round ends: SND.UNA passes it
+        una += 1460
+        now += 0.01
+    t.srtt = 20 * t.min_rtt                 # a path whose queues vary: SRTT well above min_rtt
+    assert t._reo_wnd() == pytest.approx(8 * t.min_rtt / 4)      # past min_rtt
+    t.srtt = t.min_rtt                      # the cap
+    assert t._reo_wnd() == pytest.approx(t.min_rtt)
+
+
 def test_prr_sends_in_proportion_to_what_was_delivered():
     """RFC 6937: with pipe above ssthresh, each ACK lets out about ssthresh /
     RecoverFS of what it delivered -- not a burst of cwnd - pipe at once."""

@@ -165,7 +165,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'timewait_at', 'ts_ok', 'ts_recent', 'ts_recent_age', 'tso_max', 'tx_cache',
                  'trace', 'orphaned', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
                  'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit', 'xmit_order',
-                 'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist',
+                 'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist', 'dsack_round',
                  'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
                  'delivery', 'pacer', 'early_acks', "__weakref__")
 
@@ -290,6 +290,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.rack_lost = None         # starts of the segments RACK marked lost
         self.reo_wnd_mult = 1
         self.reo_wnd_persist = 0
+        self.dsack_round = None       # RACK.dsack_round: SND.NXT when reo_wnd last widened
         self.min_rtt = None
         self.dsack = None             # a duplicate segment to report in the next ACK's first SACK block (RFC 2883)
         self.early_acks = None        # ACKs of earlier out-of-order segments of this batch, sent first by poll()

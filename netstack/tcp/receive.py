@@ -385,7 +385,8 @@ class ReceiveSide:
                 self.dsack = _first_covered(seq, len(payload), pieces)
             if not new:
                 return
-            if self.ooo_bytes + new > self.cfg.ooo_limit:
+            limit = self.cfg.ooo_limit
+            if self.ooo_bytes + new > (self.recv_buffer if limit is None else limit):
                 self.stats["ooo_dropped"] += 1
                 return
             # Only what no queued segment holds is kept: a run merged by the
