@@ -292,10 +292,13 @@ def test_syn_with_linux_option_layout_parses_as_the_general_loop():
     assert i.frames_to_send(0.0) == [] and i.stats()["drop_tcp_bad_checksum"] == 1
 
 
-def _quiet_connection():
+def _quiet_connection(**server_tcp):
     """A LinkPair with one established connection and nothing in flight:
-    (link, client TCB, server TCB)."""
+    (link, client TCB, server TCB); `server_tcp`: TcpConfig fields of the
+    server's side, set before it listens."""
     lp = LinkPair.make()
+    for k, v in server_tcp.items():
+        setattr(lp.b.cfg.tcp, k, v)
     lst = lp.b.tcp_listen(80)
     c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
     lp.run_until(lambda: lst.accept_queue)
@@ -704,13 +707,7 @@ def test_out_of_order_data_within_a_large_window_is_kept():
     capped at 1 MiB whatever the window: a Linux BBR client at 5% loss had
     1,800 in-window segments dropped and sent again). Filling the hole
     delivers all of it."""
-    lp = LinkPair.make()
-    lp.b.cfg.tcp.recv_buffer = 4 << 20
-    lst = lp.b.tcp_listen(80)
-    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
-    lp.run_until(lambda: lst.accept_queue)
-    s = lst.accept()
-    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    lp, c, s = _quiet_connection(recv_buffer=4 << 20)
     data = bytes(range(256)) * (((2 << 20) + 1448 + 255) // 256)
     data = data[:(2 << 20) + 1448]
     base = c.snd_nxt
@@ -729,13 +726,7 @@ def test_out_of_order_data_within_a_large_window_is_kept():
 def test_an_explicit_out_of_order_limit_is_kept_and_counted():
     """A limit set below the window (to bound memory) holds: what passes it is
     dropped and counted, never queued."""
-    lp = LinkPair.make()
-    lp.b.cfg.tcp.ooo_limit = 10 * 1448
-    lst = lp.b.tcp_listen(80)
-    c = lp.a.tcp_connect(ip_to_bytes("192.0.2.2"), 80, lp.now)
-    lp.run_until(lambda: lst.accept_queue)
-    s = lst.accept()
-    lp.run_until(lambda: not lp.in_flight and lp.a.poll_at() is None)
+    lp, c, s = _quiet_connection(ooo_limit=10 * 1448)
     base = c.snd_nxt
     for k in range(1, 21):
         lp.b.receive_batch([_client_frame(lp, c, s, base + 1448 * k, c.rcv_nxt, b"x" * 1448, (), k)], lp.now)
