@@ -27,7 +27,7 @@ from frames import Gather, TxFrame
 
 from ..ipv4 import fragment
 from ..wire import ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ArpRepr, Ipv4Repr
-from ..wire.checksum import internet_checksum, residue
+from ..wire.checksum import internet_checksum, ones_sum
 
 __all__ = ["TcpTemplate", "Output", "NO_MAC"]
 
@@ -147,12 +147,12 @@ class Output:
                 payload = bytes(payload)
             s = t.pseudo_sum + t.ports_sum + hl + n + ((hl << 10) | flags) + seq + ack + window
             if n:
-                s += int.from_bytes(payload, "big") << 8 if n & 1 else int.from_bytes(payload, "big")
+                s += ones_sum(payload)     # an odd last byte is padded, as the checksum wants
             if opts is not None:
                 s += int.from_bytes(opts, "big")
             elif ts is not None:
                 s += _TS_WORDS + ts[0] + ts[1]
-            tsum = ~((residue(s) if n > 256 else s % 0xFFFF) or 0xFFFF) & 0xFFFF
+            tsum = ~(s % 0xFFFF or 0xFFFF) & 0xFFFF
         if opts is None and ts is not None:
             hdr = _FRAME_TCP_TS.pack(t.mac, self.mac, 0x0800, 0x45, 0, total, ident, 0x4000, 64, 6, ipsum,
                                      t.src_ip, t.dst_ip, t.src_port, t.dst_port, seq, ack, 0x80, flags, window,
