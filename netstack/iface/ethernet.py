@@ -264,7 +264,12 @@ class EthernetInput:
             # its runs merge and TCP takes them without a second parse
             ts = (tsval, tsecr)
             w = _SACK_WORDS[hlen].unpack_from(frame, 70)
-            sack = tuple(zip(w[::2], w[1::2]))
+            if hlen == 44:
+                sack = ((w[0], w[1]),)
+            elif hlen == 52:
+                sack = ((w[0], w[1]), (w[2], w[3]))
+            else:
+                sack = ((w[0], w[1]), (w[2], w[3]), (w[4], w[5]))
         else:
             return _tcp_segment(frame, sip, total)     # other options: TCP parses them
         mv = memoryview(frame)
