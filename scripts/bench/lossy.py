@@ -197,7 +197,7 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
         server = lab.popen(ns["s"], [sys.executable, app,
                                      "-c1", "--network-stack", "native", "--dev", "vs0", "--host-ipv4-addr", SERVER,
                                      "--netmask-ipv4-addr", "255.255.255.0", "--no-csum-offload", "--no-tso",
-                                     "--no-lro", "--tcp-congestion", server_cc]
+                                     "--no-lro", "--print-net-stats", "--tcp-congestion", server_cc]
                            + (["--port", str(PORT)] if direction == "echo" else []),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     else:
@@ -234,7 +234,29 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
                     p.wait()
         if kind == "linux":
             _del_addr(ns["s"], "vs0", SERVER)
-    return elapsed, ok
+    return elapsed, ok, _net_stats(server) if kind == "native" else None
+
+
+# what a native cell's server counted (--print-net-stats: a 'net-stats {json}' line on stderr at exit):
+# retransmissions and how many the client reported as duplicates show a recovery
+# that resends too much; out-of-order drops, a window the stack could not hold
+STAT_KEYS = (("tcp_retransmits", "retransmits"), ("tcp_dsacks_received", "D-SACKed"),
+             ("tcp_rack_losses", "RACK losses"), ("tcp_timeouts", "RTOs"), ("tcp_ooo_dropped", "ooo dropped"),
+             ("drop_tcp_bad_checksum", "bad checksums"))
+
+
+def _net_stats(server):
+    try:
+        err = server.stderr.read() or ""
+    except (OSError, ValueError):
+        return None
+    for line in reversed(err.splitlines()):
+        if line.startswith("net-stats {"):
+            try:
+                return json.loads(line[len("net-stats "):])
+            except ValueError:
+                return None
+    return None
 
 
 def _del_addr(ns, ifname, ip):
@@ -266,10 +288,11 @@ def real(a):
         for level in a.levels.split(","):
             for rnd in range(a.rounds):
                 for row in rows:
-                    elapsed, ok = run_cell(lab, ns, level, row, size, a.timeout, a.direction)
+                    elapsed, ok, st = run_cell(lab, ns, level, row, size, a.timeout, a.direction)
                     results.setdefault((level, row[0]), []).append((elapsed, ok))
                     mbps = size / elapsed / 1e6 if elapsed else 0.0
-                    print(f"  level {level}% round {rnd}: {row[0]:14} {mbps:8.2f} MB/s intact={ok}",
+                    counted = "" if not st else "  (" + ", ".join(f"{label} {st.get(k, 0)}" for k, label in STAT_KEYS) + ")"
+                    print(f"  level {level}% round {rnd}: {row[0]:14} {mbps:8.2f} MB/s intact={ok}{counted}",
                           file=sys.stderr, flush=True)
     what = {"echo": "echo (both directions at once)", "up": "transfer client -> server",
             "down": "transfer server -> client"}[a.direction]
