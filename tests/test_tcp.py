@@ -799,6 +799,30 @@ def _sack_established_with_rtt(rtt=0.01):
     return t, ISS + 101
 
 
+def test_a_lone_segment_gets_a_probe_at_the_rto_deadline_not_a_timeout():
+    """RFC 8985 7.2: PTO = min(2 SRTT + WCDelAckT, time to the RTO). One small
+    segment outstanding: its PTO (2 x 10 ms + 200 ms) passes the 200 ms RTO, so
+    the probe goes at the RTO's deadline instead of it -- the segment again,
+    the window kept, the RTO restarted without backoff (7.3). Only if the probe
+    is not answered either does the RTO fire. (Before, the RTO fired and the
+    window collapsed: seen in the 5% simulations as timeouts on idle
+    request/response connections.)"""
+    t, base = _sack_established_with_rtt()
+    t.send(b"q" * 300)
+    out = recv(t, 0.02)
+    assert [(s.seq, len(p)) for s, p in out] == [(base, 300)]
+    cwnd, rto = t.cc.cwnd, t.rto
+    deadline = t.rto_at
+    assert t.tlp_at == deadline                            # clamped to the RTO's deadline
+    out = recv(t, deadline)
+    assert [(s.seq, len(p)) for s, p in out] == [(base, 300)]
+    assert t.stats["tlp_probes"] == 1 and t.stats["timeouts"] == 0 and t.cc.cwnd == cwnd
+    assert t.rto_at == pytest.approx(deadline + rto) and t.rto == rto      # restarted, not backed off
+    out = recv(t, t.rto_at)                                # no answer to the probe either: the RTO
+    assert [(s.seq, len(p)) for s, p in out] == [(base, 300)]
+    assert t.stats["timeouts"] == 1 and t.cc.cwnd < cwnd
+
+
 def test_tail_loss_probe_retransmits_the_last_segment_before_the_rto():
     """RFC 8985 7: three segments, none acknowledged. At the probe timeout (two
     RTTs, far before the 200 ms+ RTO) the last segment goes again; its SACK

@@ -312,7 +312,10 @@ class RackTlp:
         if flight <= self.mss:
             pto += WORST_CASE_DELAYED_ACK
         t = now + pto
-        self.tlp_at = t if self.rto_at is None or t < self.rto_at else None
+        # never after the RTO (RFC 8985 7.2: PTO = min(PTO, RTO expiry - now), as Linux
+        # clamps it): a lone small segment's PTO (2 SRTT + 200 ms) passes a 200 ms RTO,
+        # and the RTO then collapsed the window where a probe keeps it
+        self.tlp_at = t if self.rto_at is None or t < self.rto_at else self.rto_at
 
     def _on_tlp(self, now: float, out: list) -> None:
         """The probe timeout fired: one new segment if the peer's window allows,

@@ -76,7 +76,9 @@ class SendSide:
         if self.timewait_at is not None and now >= self.timewait_at:
             self._finish(None)
             return False
-        if self.rto_at is not None and now >= self.rto_at:
+        if self.rto_at is not None and now >= self.rto_at and self.tlp_at != self.rto_at:
+            # (a probe clamped to the RTO's deadline goes instead: poll() sends it and
+            # restarts the RTO, RFC 8985 7.2-7.3; an earlier probe still overdue yields)
             self._on_rto(now)
             if self.state is CLOSED:
                 return False
