@@ -24,6 +24,8 @@ class MalformedPacket(ValueError):
 _MASKS: dict[int, int] = {}
 _MASK_CACHE_BITS = 16384    # masks cached: at most _MASK_CACHE_LEN of at most 2 KB (hostile lengths can't grow it)
 _MASK_CACHE_LEN = 256
+_FOLD_BITS = 2048           # sums longer than this are folded before the modulo
+_SMALL = 1 << _FOLD_BITS
 
 
 def residue(s: int) -> int:
@@ -32,7 +34,7 @@ def residue(s: int) -> int:
     multiples of 16 bits first: a big-number modulo costs a division per 30-bit
     digit, the folds only additions (1448 bytes: 1.1 us against 1.9)."""
     b = s.bit_length()
-    while b > 2048:
+    while b > _FOLD_BITS:
         half = ((b >> 1) + 15) & ~15
         mask = _MASKS.get(half)
         if mask is None:
@@ -52,7 +54,7 @@ def _py_ones_sum(data) -> int:
     s = int.from_bytes(data, "big")
     if not s:
         return 0
-    return residue(s) or 0xFFFF
+    return (s % 0xFFFF if s < _SMALL else residue(s)) or 0xFFFF     # (a header, an ACK: no fold to do)
 
 
 # The same function in C (netstack/wire/_csum.c, built by setup.py when a compiler
