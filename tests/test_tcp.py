@@ -930,6 +930,14 @@ def test_dsacks_widen_the_reordering_window_once_per_round_up_to_srtt():
         now += 0.01
     t.srtt = 20 * t.min_rtt                 # a path whose queues vary: SRTT well above min_rtt
     assert t._reo_wnd() == pytest.approx(8 * t.min_rtt / 4)      # past min_rtt
+    # off-path forgeries widen nothing: a D-SACK on an ACK of data never sent, or
+    # on a segment outside the receive window, is not taken
+    t.send(b"s" * 1460)
+    recv(t, now)
+    for forged in (seg(IRS + 1, una + 10 * 1460, sack_blocks=((una - 1460, una),)),
+                   seg(IRS + 1 + (1 << 30), una, sack_blocks=((una - 1460, una),))):
+        send(t, forged, b"", now + 0.001)
+    assert t.reo_wnd_mult == 8 and t.stats["dsacks_received"] == 7 * 3
     t.srtt = t.min_rtt                      # the cap
     assert t._reo_wnd() == pytest.approx(t.min_rtt)
 

@@ -94,15 +94,8 @@ class RackTlp:
         the newest original transmission among them (and every retransmitted one,
         which _rack_delivered judges) -- one call per ACK in the common case."""
         x = self.xmit
-        d = self.delivery
-        if len(x) == 1 and d is None and ((ack - x[0][_END]) & MASK) < 0x80000000:
-            # the whole flight was one segment, now acknowledged (a request/response):
-            # what the loop below does for it, without the loop
-            e = x[0]
-            self.xmit = self.xmit_order = None
-            self._rack_delivered(e, now)
-            return
         newest = None
+        d = self.delivery
         order = self.xmit_order
         while x and ((ack - x[0][_END]) & MASK) < 0x80000000:     # entry end <= ack (seq_le, written out)
             e = x.popleft()
