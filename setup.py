@@ -1,6 +1,8 @@
-"""The optional C speedup (netstack/wire/_csum.c: RFC 1071 sums). Everything
-else is in pyproject.toml. A machine without a compiler still installs: the
-extension is optional, and netstack.wire.checksum falls back to Python."""
+"""The optional C speedups: netstack/wire/_csum.c (RFC 1071 sums) and
+drivers/_mmsg.c (sendmmsg/recvmmsg for packet sockets). Everything else is in
+pyproject.toml. A machine without a compiler still installs: the extensions
+are optional, and their users fall back to Python."""
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("netstack.wire._csum", ["netstack/wire/_csum.c"], optional=True)])
+setup(ext_modules=[Extension("netstack.wire._csum", ["netstack/wire/_csum.c"], optional=True),
+                   Extension("drivers._mmsg", ["drivers/_mmsg.c"], optional=True)])

@@ -3,8 +3,9 @@
     sudo .venv/bin/python scripts/bench/lossy.py [--size-mib 50] [--levels 0,1,5] [--sim]
 
 Three namespaces: a Linux client (198.51.100.1), an impairment bridge
-(scripts/bench/impair_bridge.py: seeded loss, reorder, duplication,
-corruption, 1 ms delay each way), and the server: our native echo server on
+(scripts/bench/impair_bridge.c, built here with gcc: seeded loss, reorder,
+duplication, corruption, 1 ms delay each way, recvmmsg/sendmmsg so that it is
+not the bottleneck), and the server: our native echo server on
 AF_PACKET (198.51.100.2, offloads off), or a Linux echo server. The client
 sends SIZE MiB and reads the echo back at once (both directions loaded);
 goodput = SIZE / time, sha256 checked. Cells: (loss, reorder, dup, corrupt) =
@@ -33,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 CLIENT, SERVER = "198.51.100.1", "198.51.100.2"
+BRIDGE = os.path.join(ROOT, ".venv", "impair_bridge")
 PORT = 1234
 LEVELS = {"0": (0, 0, 0, 0), "1": (1, 1, 0.1, 0.1), "5": (5, 5, 1, 1)}
 ROWS = [("ours newreno", "native", "newreno", "reno"), ("ours cubic", "native", "cubic", "cubic"),
@@ -186,7 +188,7 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
     from netstack.testing.netlab import NetLab  # noqa: F401
     name, kind, server_cc, client_cc = row
     loss, reorder, dup, corrupt = LEVELS[level]
-    bridge = lab.popen(ns["b"], [sys.executable, os.path.join(HERE, "impair_bridge.py"), "b0", "b1",
+    bridge = lab.popen(ns["b"], [BRIDGE, "b0", "b1",
                                  "--loss", str(loss), "--reorder", str(reorder), "--dup", str(dup),
                                  "--corrupt", str(corrupt), "--delay-ms", "1", "--seed", "1",
                                  "--duration", str(timeout + 60)],
@@ -271,11 +273,21 @@ def offloads_off(lab, ns, dev):
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def build_bridge() -> None:
+    src = os.path.join(HERE, "impair_bridge.c")
+    if os.path.exists(BRIDGE) and os.path.getmtime(BRIDGE) >= os.path.getmtime(src):
+        return
+    if shutil.which("gcc") is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "gcc", "libc6-dev"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", BRIDGE, src], check=True)
+
+
 def real(a):
     from netstack.testing.netlab import NetLab
     if shutil.which("ethtool") is None:
         subprocess.run(["apt-get", "install", "-y", "-q", "ethtool"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+    build_bridge()
     size = a.size_mib << 20
     results = {}
     with NetLab("lossy") as lab:
@@ -294,6 +306,10 @@ def real(a):
                     counted = "" if not st else "  (" + ", ".join(f"{label} {st.get(k, 0)}" for k, label in STAT_KEYS) + ")"
                     print(f"  level {level}% round {rnd}: {row[0]:14} {mbps:8.2f} MB/s intact={ok}{counted}",
                           file=sys.stderr, flush=True)
+                    if a.stats_json and st:
+                        with open(a.stats_json, "a") as f:
+                            f.write(json.dumps({"level": level, "round": rnd, "row": row[0], "MB/s": mbps,
+                                                "stats": st}) + "\n")
     what = {"echo": "echo (both directions at once)", "up": "transfer client -> server",
             "down": "transfer server -> client"}[a.direction]
     print(f"\ngoodput of a {a.size_mib} MiB {what}, MB/s, median of {a.rounds}; "
@@ -351,6 +367,7 @@ def main():
     ap.add_argument("--direction", choices=("echo", "up", "down"), default="echo",
                     help="echo (the table), or one way: up (client to server), down (server to client)")
     ap.add_argument("--rows", default="", help="comma-separated row names to run (default: all)")
+    ap.add_argument("--stats-json", default="", help="append each native cell's server counters to this file")
     a = ap.parse_args()
     if a.sim:
         sim(a)
