@@ -207,6 +207,7 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
         server = lab.popen(ns["s"], [sys.executable, "-c", LINUX_ECHO if direction == "echo" else LINUX_BULK,
                                      server_cc],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    before = _linux_counters(lab, ns["s"]) if kind == "linux" else None
     try:
         r, w = os.pipe()
         pid = os.fork()
@@ -236,15 +237,40 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
                     p.wait()
         if kind == "linux":
             _del_addr(ns["s"], "vs0", SERVER)
-    return elapsed, ok, _net_stats(server) if kind == "native" else None
+    if kind == "native":
+        return elapsed, ok, _net_stats(server)
+    after = _linux_counters(lab, ns["s"])
+    return elapsed, ok, {k: after.get(k, 0) - before.get(k, 0) for k in after}
 
 
-# what a native cell's server counted (--print-net-stats: a 'net-stats {json}' line on stderr at exit):
+# what a cell's server counted (native: --print-net-stats, a 'net-stats {json}' line on stderr at exit;
+# Linux: its namespace's counters, below):
 # retransmissions and how many the client reported as duplicates show a recovery
 # that resends too much; out-of-order drops, a window the stack could not hold
 STAT_KEYS = (("tcp_retransmits", "retransmits"), ("tcp_dsacks_received", "D-SACKed"),
-             ("tcp_rack_losses", "RACK losses"), ("tcp_timeouts", "RTOs"), ("tcp_ooo_dropped", "ooo dropped"),
-             ("drop_tcp_bad_checksum", "bad checksums"))
+             ("tcp_rack_losses", "RACK losses"), ("tcp_timeouts", "RTOs"), ("tcp_tlp_probes", "TLPs"),
+             ("tcp_ooo_dropped", "ooo dropped"), ("drop_tcp_bad_checksum", "bad checksums"))
+
+
+# the same counts from a Linux server's namespace (/proc/net/snmp and netstat: only
+# the benchmark's connection lives there), under our stack's names
+LINUX_KEYS = {("Tcp", "RetransSegs"): "tcp_retransmits", ("TcpExt", "TCPDSACKRecv"): "tcp_dsacks_received",
+              ("TcpExt", "TCPTimeouts"): "tcp_timeouts", ("TcpExt", "TCPLossProbes"): "tcp_tlp_probes",
+              ("TcpExt", "TCPOFODrop"): "tcp_ooo_dropped", ("Tcp", "InCsumErrors"): "drop_tcp_bad_checksum"}
+
+
+def _linux_counters(lab, ns) -> dict:
+    out = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        r = lab.run(ns, ["cat", path], capture_output=True, text=True)
+        lines = r.stdout.splitlines()
+        for names, values in zip(lines[::2], lines[1::2]):
+            proto, names = names.split(":", 1)
+            for name, value in zip(names.split(), values.split(":", 1)[1].split()):
+                key = LINUX_KEYS.get((proto, name))
+                if key is not None:
+                    out[key] = int(value)
+    return out
 
 
 def _net_stats(server):
@@ -303,7 +329,8 @@ def real(a):
                     elapsed, ok, st = run_cell(lab, ns, level, row, size, a.timeout, a.direction)
                     results.setdefault((level, row[0]), []).append((elapsed, ok))
                     mbps = size / elapsed / 1e6 if elapsed else 0.0
-                    counted = "" if not st else "  (" + ", ".join(f"{label} {st.get(k, 0)}" for k, label in STAT_KEYS) + ")"
+                    counted = "" if not st else \
+                        "  (" + ", ".join(f"{label} {st[k]}" for k, label in STAT_KEYS if k in st) + ")"
                     print(f"  level {level}% round {rnd}: {row[0]:14} {mbps:8.2f} MB/s intact={ok}{counted}",
                           file=sys.stderr, flush=True)
                     if a.stats_json and st:
