@@ -695,6 +695,99 @@ def test_pure_ack_after_rto_carries_the_highest_sequence_sent():
     assert p == b"" and a.seq == ISS + 3001 and a.ack == IRS + 10
 
 
+def test_a_fast_retransmission_counts_once_in_the_pipe_so_a_small_window_sends_behind_it():
+    """Entering recovery on duplicate ACKs resends the head: it is lost, not
+    both lost-and-in-flight (Linux marks the head lost). With a 2-segment window,
+    one segment SACKed and the head counted twice, the pipe was full: nothing
+    went out behind the retransmission, and if that was lost again nothing could
+    reveal it (RACK needs a later segment delivered) -- an RTO: at 5% loss most
+    of our NewReno's RTOs, which Linux does not take. Counted once, a new segment
+    follows it; once that one is SACKed, RACK sees the retransmission lost again
+    and resends it, with no timeout."""
+    t = established(sack=True)
+    t.sack_ok = True
+    base = ISS + 1
+    t.send(b"r" * 100)                      # an RTT sample first
+    recv(t, 0.0)
+    send(t, seg(IRS + 1, base + 100), b"", 0.01)
+    base += 100
+    t.min_rtt = 0.01                        # (the handshake at time 0 measured 0): reo_wnd is 2.5 ms
+    t.cc.cwnd = 2 * 1460                    # a small window, as at 5% loss
+    t.send(b"w" * 1460 * 10)
+    assert len(recv(t, 1.0)) == 2
+    for i in range(3):                      # the head lost, the second segment SACKed, within RACK's window
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 2920),)), b"", 1.011 + i * 0.0001)
+    assert t.in_recovery and t.stats["rack_losses"] == 0 and t.stats["fast_retransmits"] == 1
+    assert [(s.seq, len(p)) for s, p in recv(t, 1.0113)] == [(base, 1460), (base + 2920, 1460)]
+    # the retransmission is lost again; the new segment arrives: RACK resends the head
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 4380),)), b"", 1.0223)
+    resent = [(s.seq, len(p)) for s, p in recv(t, 1.0223 + 0.02)]
+    assert (base, 1460) in resent
+    assert t.stats["timeouts"] == 0 and t.stats["lost_retransmits"] == 1
+
+
+def test_segments_rack_marks_lost_above_every_sack_are_resent_in_recovery():
+    """RACK marks by send time, not by what is SACKed above a segment: here the
+    retransmission of the first segment is delivered cumulatively, with the
+    segments sent before it (the third and fourth) still missing and nothing
+    SACKed any more. They are lost holes for NextSeg and not part of the pipe.
+    Counted as in flight (the scoreboard has no hole above SND.UNA), they filled
+    the window and waited for the RTO: seen on the 5% echo against Linux, where
+    its PAWS check drops reordered originals that arrive after a retransmission."""
+    t = established(sack=True)
+    t.sack_ok = True
+    base = ISS + 1
+    t.send(b"r" * 100)                      # an RTT sample first
+    recv(t, 0.0)
+    send(t, seg(IRS + 1, base + 100), b"", 0.01)
+    base += 100
+    t.min_rtt = 0.01
+    t.cc.cwnd = 3 * 1460
+    t.send(b"w" * 1460 * 10)
+    assert [s.seq for s, _p in recv(t, 1.0)] == [base, base + 1460, base + 2920]
+    # the first and third are lost; the second is SACKed
+    send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 2920),)), b"", 1.011)
+    assert [s.seq for s, _p in recv(t, 1.011)] == [base + 4380]
+    assert [s.seq for s, _p in recv(t, t.rack_at)] == [base]        # RACK: the first is lost, recovery
+    assert t.in_recovery
+    # the retransmission arrives: the peer acks up to the third segment, SACKs nothing
+    send(t, seg(IRS + 1, base + 2920), b"", 1.0233)
+    assert not t.sacked and t.in_recovery
+    out = [(s.seq, len(p)) for s, p in recv(t, 1.0233)]
+    assert out[:2] == [(base + 2920, 1460), (base + 4380, 1460)]     # both sent before it: lost, resent now
+    assert t.stats["timeouts"] == 0
+
+
+def test_rack_entries_are_the_segments_as_last_sent_when_a_resend_is_shorter():
+    """Segments shrink when our ACKs start carrying SACK blocks: the resend of a
+    1460-byte segment is 1448 bytes and then 12. RACK's entries follow what was
+    sent (as Linux cuts an skb): two entries, each with its own send time and
+    flags. One entry for both marked all 1460 bytes retransmitted when only the
+    first 1448 were, and a remainder left behind by an exhausted budget waited
+    for the RTO."""
+    t = established(sack=True)
+    t.sack_ok = True
+    base = ISS + 1
+    t.send(b"w" * 1460 * 4)
+    assert len(recv(t, 1.0)) == 4
+    send(t, seg(IRS + 1 + 1000, base, ACK), b"x" * 100, 1.005)     # out-of-order data: our ACKs SACK it
+    for i in range(3):
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1460, base + 5840),)), b"", 1.011 + i * 0.0001)
+    assert t.in_recovery
+    assert [(s.seq, len(p)) for s, p in recv(t, 1.0113)] == [(base, 1448), (base + 1448, 12)]
+    assert [(e[0], e[1], e[2], e[3]) for e in t.xmit][:2] == [(base, base + 1448, 1.0113, True),
+                                                             (base + 1448, base + 1460, 1.0113, True)]
+    # the rest of an entry a resend does not cover keeps its time and flags, and its
+    # place in send order (the entries above are SACKed: this one is made up for the cut)
+    made = [base + 5840, base + 7300, 1.001, False, False]
+    t.xmit.append(made)
+    t.xmit_order = {id(made): made, **t.xmit_order}          # sent before the resends above
+    t._record_xmit(base + 5840, 1000, 1.02, True)
+    assert [(e[0], e[1], e[2], e[3]) for e in t.xmit][-2:] == [(base + 5840, base + 6840, 1.02, True),
+                                                              (base + 6840, base + 7300, 1.001, False)]
+    assert [e[0] for e in t.xmit_order.values()] == [base + 6840, base, base + 1448, base + 5840]
+
+
 def test_sack_recovery_sends_new_data_as_the_pipe_drains():
     """RFC 6675: in recovery, SACKs that shrink the pipe let new segments out
     (where NewReno would wait for window inflation)."""

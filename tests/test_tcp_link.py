@@ -3,6 +3,7 @@ both ways and close, through loss, duplication and reordering chosen by
 hypothesis. The bytes that come out equal the bytes that went in."""
 import hashlib
 import random
+import statistics
 
 import pytest
 from hypothesis import given, settings
@@ -189,17 +190,21 @@ def test_forged_cookie_ack_gets_a_reset():
 
 
 @pytest.mark.parametrize("cc", ["newreno", "cubic"])
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_lossy_link_goodput_is_near_the_mathis_bound(cc, seed):
+def test_lossy_link_goodput_is_near_the_mathis_bound(cc):
     """5% loss, 1% duplication, 5% reordering each way, 1 MB each way at a 1 ms
-    RTT: the bytes arrive intact, every frame fits the MTU (LinkPair raises on
-    one that does not), and the transfer takes a time near what TCP theory
-    allows -- at least a fifth of the Mathis bound in simulated time (measured:
-    0.24-0.5 of it; 1/25 before RACK-TLP, PRR and D-SACK, when retransmission
-    timeouts were most of the time; the rest is the one or two RTOs left, 200
-    RTTs each, when a retransmission is lost with nothing sent after it)."""
-    goodput, bound = lossy_goodput(seed, cc)
-    assert goodput >= bound / 5, f"{goodput / 1e6:.2f} MB/s, bound {bound / 1e6:.2f} MB/s"
+    RTT, seeds 1-6: the bytes arrive intact, every frame fits the MTU (LinkPair
+    raises on one that does not), and the transfers take a time near what TCP
+    theory allows -- in simulated time, a median of at least a quarter of the
+    Mathis bound and no seed below a tenth (measured: medians 0.37-0.39, the
+    worst seed 0.15-0.23; 1/25 before RACK-TLP, PRR and D-SACK, when
+    retransmission timeouts were most of the time). One seed alone is luck:
+    an RTO or two, 200 RTTs each, halve it, and any change to the stack moves
+    which seeds draw them, so the median of several is what is asserted."""
+    ratios = []
+    for seed in range(1, 7):
+        goodput, bound = lossy_goodput(seed, cc)
+        ratios.append(goodput / bound)
+    assert statistics.median(ratios) >= 0.25 and min(ratios) >= 0.1, [round(r, 2) for r in ratios]
 
 
 def lossy_goodput(seed, cc, loss=0.05):

@@ -33,7 +33,7 @@ from itertools import islice
 from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_lt, seq_sub
 from .rules import _SENDING_STATES
 
-__all__ = ["RackTlp"]
+__all__ = ["RackTlp", "XMIT_RETRANS"]
 
 WORST_CASE_DELAYED_ACK = 0.2   # RFC 8985 7.2 WCDelAckT: a one-segment flight waits for the peer's delayed ACK
 MIN_PTO = 0.010                # Linux's floor on the probe timeout
@@ -43,6 +43,7 @@ REO_WND_PERSIST = 16           # recoveries a widened reo_wnd lasts (RFC 8985 6.
 
 # xmit entry fields
 _START, _END, _TIME, _RETRANS, _SACKED = range(5)
+XMIT_RETRANS = _RETRANS
 
 
 class RackTlp:
@@ -63,13 +64,28 @@ class RackTlp:
                 self.xmit_order = {}
             i = self._xmit_index(seq)
             if i < len(x) and not seq_lt(seq, x[i][_START]):
+                if seq != x[i][_START]:
+                    self._xmit_split(i, seq, True)
+                    i += 1
                 e = x[i]
-                e[_TIME] = now
-                e[_RETRANS] = True
-                if not e[_SACKED]:
-                    order = self.xmit_order
-                    order.pop(id(e), None)
-                    order[id(e)] = e                # now the most recently sent
+                first = None
+                # every entry [seq, end) covers is sent anew, the last one cut at end
+                while True:
+                    if seq_lt(end, e[_END]):
+                        e = self._xmit_split(i, end, False)
+                    if first is None:
+                        first = e
+                    e[_TIME] = now
+                    e[_RETRANS] = True
+                    if not e[_SACKED]:
+                        order = self.xmit_order
+                        order.pop(id(e), None)
+                        order[id(e)] = e            # now the most recently sent
+                    i += 1
+                    if i >= len(x) or not seq_lt(x[i][_START], end):
+                        break
+                    e = x[i]
+                e = first
             else:
                 e = [seq, end, now, True, False]    # (sent again after an RTO rewound past its entry)
                 x.insert(i, e)                      # the entries stay in sequence order
@@ -88,6 +104,34 @@ class RackTlp:
         x.append(e)
         self.xmit_order[id(e)] = e
         return e
+
+    def _xmit_split(self, i: int, at: int, keep_first: bool) -> list:
+        """Cut entry i at `at` (segments shrink when our ACKs carry more SACK
+        blocks, so a resend can end inside an entry, and start inside one after
+        an RTO rewound): both parts keep its send time, flags and loss mark, as
+        Linux cuts an skb (tcp_fragment). The part the resend does not cover
+        stays the same object, so it keeps its place in send order; the new
+        object is the other part, which the caller marks as sent now. Kept
+        whole, the part not resent counted as retransmitted and waited for the
+        RTO. Returns the new part."""
+        x = self.xmit
+        e = x[i]
+        part = list(e)
+        if keep_first:                  # e stays [start, at); the new part is [at, end)
+            part[_START] = e[_END] = at
+            x.insert(i + 1, part)
+            moved = at
+        else:                           # e stays [at, end); the new part is [start, at)
+            part[_END] = at
+            x.insert(i, part)
+            moved = e[_START]
+            e[_START] = at
+        lost = self.rack_lost
+        if lost is not None and moved in lost:
+            lost.add(at)                # a lost segment's parts are lost
+        if not e[_SACKED]:
+            self.xmit_order[id(part)] = part
+        return part
 
     def _rack_acked(self, ack: int, now: float) -> None:
         """Entries up to `ack` are delivered: forget them, advancing RACK's time by
@@ -113,6 +157,9 @@ class RackTlp:
         elif seq_lt(x[0][_START], ack):
             if d is not None and not x[0][_SACKED]:
                 d.on_delivered(x[0], (ack - x[0][_START]) & MASK, now)
+            lost = self.rack_lost
+            if lost and x[0][_START] in lost:
+                lost.add(ack)           # the rest of a lost segment is still lost
             x[0][_START] = ack          # partly acknowledged
 
     def _rack_delivered(self, e, now: float) -> None:
@@ -230,6 +277,19 @@ class RackTlp:
         self.stats["rack_losses"] += 1
         return True
 
+    def _rack_mark_head_lost(self) -> None:
+        """Recovery begins: the head segment, which the fast retransmission
+        resends, is lost (Linux's tcp_mark_head_lost), so the pipe counts it once,
+        as a retransmission. Counted also as still in flight (RFC 6675's IsLost
+        needs DupThresh SACKed segments above it; duplicate ACKs can start
+        recovery with one), a 2-segment window was full: nothing went out behind
+        the retransmission that could let RACK see it lost again, and its loss
+        waited for the RTO."""
+        lost = self.rack_lost
+        if lost is None:
+            lost = self.rack_lost = set()
+        lost.add(self.snd_una)
+
     def _rack_on_ack(self, now: float, blocks=()) -> None:
         """After the scoreboard took an ACK (and its SACK `blocks`): delivered
         entries, loss marks, and -- outside recovery -- recovery when RACK sees a loss."""
@@ -262,6 +322,30 @@ class RackTlp:
             if not seq_lt(s, left) and seq_lt(s, right):
                 return True
         return False
+
+    def _rack_lost_above(self, top: int) -> list:
+        """[(left, right, True)] for the segments RACK marked lost above `top`, the
+        highest SACKed byte (SND.UNA when nothing is SACKed), in sequence order:
+        lost holes for NextSeg and the pipe beside those below it. RACK marks
+        by time, not by what is SACKed above: a segment sent before one the
+        peer delivered cumulatively (or that PAWS made it drop) is lost with no
+        SACK above it. Left out, such segments counted as in flight, filled a
+        small window and were never resent: an RTO in recovery each time (at 5%
+        loss against Linux, most of our RTOs; Linux takes none there)."""
+        x = self.xmit
+        if not x:
+            return []
+        una = self.snd_una
+        base = (top - una) & MASK
+        limit = (self.snd_max - una) & MASK
+        out = []
+        for off in sorted(o for o in ((s - una) & MASK for s in self.rack_lost) if base <= o < limit):
+            i = self._xmit_index((una + off) & MASK)
+            if i < len(x):
+                e = x[i]
+                if ((e[_START] - una) & MASK) == off and not e[_SACKED]:
+                    out.append([e[_START], e[_END], True])
+        return out
 
     def _rack_forget(self) -> None:
         """Recovery is over (or an RTO rewound everything): start the marks afresh."""

@@ -9,6 +9,7 @@ from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_
 from ..wire.tcp import FIN, SYN, TcpRepr, starts_with_dsack
 from .state import (CLOSING, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT)
 
+from .rack import XMIT_RETRANS
 from .rules import DUPACK_THRESHOLD
 from .undo import UNDONE
 
@@ -200,6 +201,7 @@ class AckAndRecovery:
         self.rexmit_next = self.snd_una
         self._retransmit_one = True          # the first lost segment, at once (RFC 6675 5 (4.3))
         if self.sack_ok:
+            self._rack_mark_head_lost()
             self._sack_send = True
         self.stats["fast_retransmits"] += 1
 
@@ -224,6 +226,8 @@ class AckAndRecovery:
                 i -= 1
             h[2] = above_bytes > (DUPACK_THRESHOLD - 1) * self.mss or above_blocks >= DUPACK_THRESHOLD \
                 or self._rack_is_lost(h[0], h[1])
+        if self.rack_lost:
+            holes += self._rack_lost_above(start)
         return holes
 
     def _pipe(self, holes) -> int:
@@ -234,6 +238,8 @@ class AckAndRecovery:
         for left, right, lost in holes:
             if not lost:
                 pipe += seq_sub(right, left)
+            elif not seq_lt(left, top):
+                pipe -= seq_sub(right, left)              # above every SACK, but RACK says lost
             if seq_gt(rx, left):                          # retransmitted part of the hole
                 pipe += seq_sub(seq_min_(rx, right), left)
         return pipe
@@ -408,7 +414,14 @@ class AckAndRecovery:
             return
         limit = self.cfg.syn_retries if st in (SYN_SENT, SYN_RECEIVED) else self.cfg.max_retries
         self.retries += 1
-        self.stats["timeouts"] += 1
+        stats = self.stats
+        stats["timeouts"] += 1
+        if self.in_recovery:
+            stats["timeouts_in_recovery"] += 1
+        elif self.retries > 1 or seq_lt(self.snd_una, self.recover):
+            stats["timeouts_after_timeout"] += 1
+        if self.xmit and self.xmit[0][XMIT_RETRANS]:
+            stats["timeouts_retransmission_lost"] += 1     # the head was sent again and is still missing
         if self.retries > limit:
             if st is SYN_RECEIVED and self.listener is not None:
                 self._finish(None)

@@ -239,7 +239,10 @@ class SendSide:
             self.snd_sml = end
         if seq_gt(end, self.snd_max):
             self.snd_max = end
-        self._arm_rto(now)
+        # resending the head restarts the RTO (as Linux's tcp_xmit_retransmit_queue): in
+        # recovery SND.UNA stands still until the head is repaired, and an RTO counted from
+        # the last cumulative ACK fired while RACK was still repairing it
+        self._arm_rto(now, restart=retransmit and seq == self.snd_una)
         if self.sack_ok or self.delivery is not None:
             self._record_xmit(seq, n, now, resent)
             if not retransmit:

@@ -248,7 +248,9 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
 # retransmissions and how many the client reported as duplicates show a recovery
 # that resends too much; out-of-order drops, a window the stack could not hold
 STAT_KEYS = (("tcp_retransmits", "retransmits"), ("tcp_dsacks_received", "D-SACKed"),
-             ("tcp_rack_losses", "RACK losses"), ("tcp_timeouts", "RTOs"), ("tcp_tlp_probes", "TLPs"),
+             ("tcp_rack_losses", "RACK losses"), ("tcp_timeouts", "RTOs"),
+             ("tcp_timeouts_in_recovery", "in recovery"), ("tcp_timeouts_after_timeout", "after an RTO"),
+             ("tcp_timeouts_retransmission_lost", "head resent"), ("tcp_tlp_probes", "TLPs"),
              ("tcp_ooo_dropped", "ooo dropped"), ("drop_tcp_bad_checksum", "bad checksums"))
 
 
@@ -256,7 +258,9 @@ STAT_KEYS = (("tcp_retransmits", "retransmits"), ("tcp_dsacks_received", "D-SACK
 # the benchmark's connection lives there), under our stack's names
 LINUX_KEYS = {("Tcp", "RetransSegs"): "tcp_retransmits", ("TcpExt", "TCPDSACKRecv"): "tcp_dsacks_received",
               ("TcpExt", "TCPTimeouts"): "tcp_timeouts", ("TcpExt", "TCPLossProbes"): "tcp_tlp_probes",
-              ("TcpExt", "TCPOFODrop"): "tcp_ooo_dropped", ("Tcp", "InCsumErrors"): "drop_tcp_bad_checksum"}
+              ("TcpExt", "TCPOFODrop"): "tcp_ooo_dropped", ("Tcp", "InCsumErrors"): "drop_tcp_bad_checksum",
+              ("TcpExt", "TCPSackFailures"): "tcp_timeouts_in_recovery",
+              ("TcpExt", "TCPLossFailures"): "tcp_timeouts_after_timeout"}
 
 
 def _linux_counters(lab, ns) -> dict:
@@ -305,6 +309,7 @@ def build_bridge() -> None:
         return
     if shutil.which("gcc") is None:
         subprocess.run(["apt-get", "install", "-y", "-q", "gcc", "libc6-dev"], check=True, stdout=subprocess.DEVNULL)
+    os.makedirs(os.path.dirname(BRIDGE), exist_ok=True)
     subprocess.run(["gcc", "-O2", "-Wall", "-o", BRIDGE, src], check=True)
 
 
