@@ -260,7 +260,13 @@ LINUX_KEYS = {("Tcp", "RetransSegs"): "tcp_retransmits", ("TcpExt", "TCPDSACKRec
               ("TcpExt", "TCPTimeouts"): "tcp_timeouts", ("TcpExt", "TCPLossProbes"): "tcp_tlp_probes",
               ("TcpExt", "TCPOFODrop"): "tcp_ooo_dropped", ("Tcp", "InCsumErrors"): "drop_tcp_bad_checksum",
               ("TcpExt", "TCPSackFailures"): "tcp_timeouts_in_recovery",
-              ("TcpExt", "TCPLossFailures"): "tcp_timeouts_after_timeout"}
+              ("TcpExt", "TCPLossFailures"): "tcp_timeouts_after_timeout",
+              ("TcpExt", "TCPSackRecovery"): "tcp_fast_retransmits", ("TcpExt", "TCPLossProbeRecovery"): "tcp_tlp_recoveries",
+              ("TcpExt", "TCPLostRetransmit"): "tcp_lost_retransmits", ("TcpExt", "TCPSpuriousRTOs"): "tcp_spurious_rtos",
+              # Linux only: recoveries undone (Eifel timestamps, D-SACK, after a loss), out-of-order queue in
+              ("TcpExt", "TCPFullUndo"): "linux_full_undo", ("TcpExt", "TCPPartialUndo"): "linux_partial_undo",
+              ("TcpExt", "TCPDSACKUndo"): "linux_dsack_undo", ("TcpExt", "TCPLossUndo"): "linux_loss_undo",
+              ("TcpExt", "TCPSACKReorder"): "linux_sack_reorder", ("TcpExt", "TCPTSReorder"): "linux_ts_reorder"}
 
 
 def _linux_counters(lab, ns) -> dict:
