@@ -788,6 +788,45 @@ def test_rack_entries_are_the_segments_as_last_sent_when_a_resend_is_shorter():
     assert [e[0] for e in t.xmit_order.values()] == [base + 6840, base, base + 1448, base + 5840]
 
 
+def _ts_sack_established():
+    t = TCB(cfg(timestamps=True, sack=True), LOCAL_IP, LP, REMOTE_IP, RP, ISS, 0.0)
+    t.open_passive(seg(IRS, 0, SYN, mss=1460, sack_permitted=True, timestamp=(1000, 0)), 0.0)
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1, timestamp=(1001, 0)))
+    assert t.ts_ok and t.sack_ok
+    return t
+
+
+@pytest.mark.parametrize("reordered", [True, False])
+def test_eifel_undoes_a_fast_recovery_the_original_segment_made_needless(reordered):
+    """RFC 3522, as Linux's tcp_packet_delayed: the ACK that covers the
+    episode's first retransmission echoes the timestamp of the segment that
+    filled the hole. Older than the retransmission: the original arrived (it
+    was reordered), the loss was none, and the window comes back as it was.
+    Echoing the retransmission's own: a real loss, the reduction stays."""
+    t = _ts_sack_established()
+    base = ISS + 1
+    t.send(b"e" * 1448 * 8)
+    out = recv(t, 1.0)
+    assert len(out) == 8
+    sent_ts = out[0][0].timestamp[0]                 # the original's TSval (1000 ms)
+    before = t.cc.cwnd
+    for i in range(3):                               # the first is missing, the rest SACKed
+        send(t, seg(IRS + 1, base, sack_blocks=((base + 1448, base + 1448 * (3 + i)),), timestamp=(1010 + i, sent_ts)),
+             b"", 1.010 + i * 0.001)
+    assert t.in_recovery
+    ((rs, _p), *_rest) = recv(t, 1.013)
+    assert rs.seq == base and rs.timestamp[0] > sent_ts and t.cc.cwnd < before
+    # the hole fills: with the reordered original (its TSval echoed) or with the retransmission
+    echoed = sent_ts if reordered else rs.timestamp[0]
+    send(t, seg(IRS + 1, base + 1448 * 8, timestamp=(1020, echoed)), b"", 1.02)
+    assert not t.in_recovery
+    if reordered:
+        assert t.stats["undo_eifel"] == 1 and t.cc.cwnd == before
+    else:
+        assert t.stats["undo_eifel"] == 0 and t.cc.cwnd < before
+
+
 def test_sack_recovery_sends_new_data_as_the_pipe_drains():
     """RFC 6675: in recovery, SACKs that shrink the pipe let new segments out
     (where NewReno would wait for window inflation)."""

@@ -56,7 +56,7 @@ COUNTERS = frozenset((
     "ooo_dropped", "paws_dropped", "bad_segments",
     # what an RTO interrupted, as Linux splits its TCPTimeouts: SACK recovery (TCPSackFailures),
     # an earlier timeout's go-back-N (TCPLossFailures), a lost retransmission at the head
-    "timeouts_in_recovery", "timeouts_after_timeout", "timeouts_retransmission_lost"))
+    "timeouts_in_recovery", "timeouts_after_timeout", "timeouts_retransmission_lost", "undo_eifel"))
 
 
 class TcbStats(dict):
@@ -169,7 +169,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'trace', 'orphaned', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
                  'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit', 'xmit_order',
                  'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist', 'dsack_round',
-                 'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
+                 'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'undo_first', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
                  'delivery', 'pacer', 'early_acks', "__weakref__")
 
     # The timer model: each timer is one of these attributes, a deadline or None
@@ -300,6 +300,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.undo_cwnd = self.undo_ssthresh = 0   # the window before a reduction (undo.py)
         self.undo_retrans = -1        # retransmissions of the episode not yet D-SACKed; -1: nothing to undo
         self.undo_seqs = None         # their sequence numbers
+        self.undo_first = None        # (TSval, seq) of the episode's first retransmission (Eifel, undo.py)
         self.frto = 0                 # F-RTO step after a timeout (0: off)
         self.frto_quota = 0           # new segments F-RTO may still send
         self.prr_delivered = 0        # proportional rate reduction (RFC 6937): bytes delivered in recovery,

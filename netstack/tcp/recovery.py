@@ -126,7 +126,10 @@ class AckAndRecovery:
         st = self.state
         fin_acked = self.fin_queued and acked > self.sbuf.size      # ack covers our FIN
         data_acked = acked - 1 if fin_acked else acked
-        self._new_ack(ack, data_acked, seg.timestamp[1] if seg.timestamp is not None else 0, now)
+        tsecr = seg.timestamp[1] if seg.timestamp is not None else 0
+        self._new_ack(ack, data_acked, tsecr, now)
+        if self.undo_first is not None:
+            self._eifel_undo(ack, tsecr)
         if self.frto:
             self._frto_on_new_ack(ack, bool(seg.sack_blocks))
         if self.in_recovery:

@@ -227,7 +227,7 @@ class SendSide:
         if resent:
             self.stats["retransmits"] += 1
             if self.undo_retrans >= 0:
-                self._note_retransmitted(seq)   # for a D-SACK undo (undo.py)
+                self._note_retransmitted(seq, now)   # for a D-SACK or Eifel undo (undo.py)
             if self.rtt_seq is not None and seq_le(seq, self.rtt_seq):
                 self.rtt_seq = None  # Karn: no sample from retransmitted data
         elif self.rtt_seq is None and not self.ts_ok:

@@ -13,11 +13,16 @@ the loss was real: conventional go-back-N recovery goes on.
 D-SACK: every retransmission of a recovery episode is counted; each D-SACK
 (a duplicate reported) takes one off. When all of them came back as
 duplicates, none was needed: the window comes back as it was.
+
+Eifel (RFC 3522, as Linux's tcp_packet_delayed): with timestamps, the ACK that
+covers the episode's first retransmission echoes the timestamp of the segment
+that filled the hole. One older than that retransmission means the original
+arrived (it was only reordered or delayed): the window comes back as it was.
 """
 
 from __future__ import annotations
 
-from ..wire.seq import seq_lt
+from ..wire.seq import HALF, MASK, seq_lt
 
 __all__ = ["Undo", "UNDONE"]
 
@@ -33,12 +38,26 @@ class Undo:
         self.undo_cwnd, self.undo_ssthresh = cc.cwnd, cc.ssthresh
         self.undo_retrans = 0
         self.undo_seqs = set()
+        self.undo_first = None
 
-    def _note_retransmitted(self, seq: int) -> None:
-        """A retransmission of the episode (a D-SACK for it may show it unneeded)."""
+    def _note_retransmitted(self, seq: int, now: float) -> None:
+        """A retransmission of the episode (a D-SACK for it, or the timestamp its
+        ACK echoes, may show it unneeded)."""
         if self.undo_retrans >= 0:
+            if self.undo_first is None and self.ts_ok:
+                self.undo_first = (int(now * 1000) & MASK, seq)     # the TSval it carries (_ts_now)
             self.undo_retrans += 1
             self.undo_seqs.add(seq)
+
+    def _eifel_undo(self, ack: int, tsecr: int) -> None:
+        """A new ACK: if it covers the episode's first retransmission and echoes a
+        timestamp from before it, the original got there -- no loss, undo."""
+        first = self.undo_first
+        if first is None or self.undo_retrans <= 0 or not tsecr or not seq_lt(first[1], ack):
+            return
+        self.undo_first = None          # decided, one way or the other
+        if ((tsecr - first[0]) & MASK) >= HALF:     # tsecr < its TSval
+            self._undo("eifel")
 
     def _undo(self, reason: str) -> None:
         if self.undo_retrans < 0:

@@ -251,6 +251,7 @@ STAT_KEYS = (("tcp_retransmits", "retransmits"), ("tcp_dsacks_received", "D-SACK
              ("tcp_rack_losses", "RACK losses"), ("tcp_timeouts", "RTOs"),
              ("tcp_timeouts_in_recovery", "in recovery"), ("tcp_timeouts_after_timeout", "after an RTO"),
              ("tcp_timeouts_retransmission_lost", "head resent"), ("tcp_tlp_probes", "TLPs"),
+             ("tcp_fast_retransmits", "recoveries"), ("tcp_undo_eifel", "Eifel undos"),
              ("tcp_ooo_dropped", "ooo dropped"), ("drop_tcp_bad_checksum", "bad checksums"))
 
 
