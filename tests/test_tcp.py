@@ -695,6 +695,21 @@ def test_pure_ack_after_rto_carries_the_highest_sequence_sent():
     assert p == b"" and a.seq == ISS + 3001 and a.ack == IRS + 10
 
 
+def _sack_established_after_a_sample():
+    """An established SACK connection after one RTT sample at 10 ms (SRTT 1.25 ms,
+    the handshake at time 0 having measured 0), its min RTT set to 10 ms: RACK's
+    reordering window is 2.5 ms. Returns it and the next sequence number it sends.
+    (_sack_established_with_rtt below forgets the handshake's sample instead.)"""
+    t = established(sack=True)
+    t.sack_ok = True
+    base = ISS + 1
+    t.send(b"r" * 100)
+    recv(t, 0.0)
+    send(t, seg(IRS + 1, base + 100), b"", 0.01)
+    t.min_rtt = 0.01
+    return t, base + 100
+
+
 def test_a_fast_retransmission_counts_once_in_the_pipe_so_a_small_window_sends_behind_it():
     """Entering recovery on duplicate ACKs resends the head: it is lost, not
     both lost-and-in-flight (Linux marks the head lost). With a 2-segment window,
@@ -704,14 +719,7 @@ def test_a_fast_retransmission_counts_once_in_the_pipe_so_a_small_window_sends_b
     of our NewReno's RTOs, which Linux does not take. Counted once, a new segment
     follows it; once that one is SACKed, RACK sees the retransmission lost again
     and resends it, with no timeout."""
-    t = established(sack=True)
-    t.sack_ok = True
-    base = ISS + 1
-    t.send(b"r" * 100)                      # an RTT sample first
-    recv(t, 0.0)
-    send(t, seg(IRS + 1, base + 100), b"", 0.01)
-    base += 100
-    t.min_rtt = 0.01                        # (the handshake at time 0 measured 0): reo_wnd is 2.5 ms
+    t, base = _sack_established_after_a_sample()
     t.cc.cwnd = 2 * 1460                    # a small window, as at 5% loss
     t.send(b"w" * 1460 * 10)
     assert len(recv(t, 1.0)) == 2
@@ -734,14 +742,7 @@ def test_segments_rack_marks_lost_above_every_sack_are_resent_in_recovery():
     Counted as in flight (the scoreboard has no hole above SND.UNA), they filled
     the window and waited for the RTO: seen on the 5% echo against Linux, where
     its PAWS check drops reordered originals that arrive after a retransmission."""
-    t = established(sack=True)
-    t.sack_ok = True
-    base = ISS + 1
-    t.send(b"r" * 100)                      # an RTT sample first
-    recv(t, 0.0)
-    send(t, seg(IRS + 1, base + 100), b"", 0.01)
-    base += 100
-    t.min_rtt = 0.01
+    t, base = _sack_established_after_a_sample()
     t.cc.cwnd = 3 * 1460
     t.send(b"w" * 1460 * 10)
     assert [s.seq for s, _p in recv(t, 1.0)] == [base, base + 1460, base + 2920]

@@ -32,6 +32,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+from cbuild import build_c  # noqa: E402
 
 CLIENT, SERVER = "198.51.100.1", "198.51.100.2"
 BRIDGE = os.path.join(ROOT, ".venv", "impair_bridge")
@@ -311,13 +313,7 @@ def offloads_off(lab, ns, dev):
 
 
 def build_bridge() -> None:
-    src = os.path.join(HERE, "impair_bridge.c")
-    if os.path.exists(BRIDGE) and os.path.getmtime(BRIDGE) >= os.path.getmtime(src):
-        return
-    if shutil.which("gcc") is None:
-        subprocess.run(["apt-get", "install", "-y", "-q", "gcc", "libc6-dev"], check=True, stdout=subprocess.DEVNULL)
-    os.makedirs(os.path.dirname(BRIDGE), exist_ok=True)
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", BRIDGE, src], check=True)
+    build_c(os.path.join(HERE, "impair_bridge.c"), BRIDGE)
 
 
 def real(a):

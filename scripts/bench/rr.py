@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+from cbuild import build_c  # noqa: E402
 KERNEL, STACK, PORT = "192.0.2.1", "192.0.2.2", 1234
 IDLE_CONNS = 10000
 BURST_CONNS = 3000
@@ -42,12 +43,7 @@ SERVERS = {
 
 
 def build() -> None:
-    src = os.path.join(HERE, "loadgen.c")
-    if os.path.exists(LOADGEN) and os.path.getmtime(LOADGEN) >= os.path.getmtime(src):
-        return
-    if shutil.which("gcc") is None:
-        subprocess.run(["apt-get", "install", "-y", "-q", "gcc", "libc6-dev"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", LOADGEN, src], check=True)
+    build_c(os.path.join(HERE, "loadgen.c"), LOADGEN)
 
 
 def cpu(pid: int) -> float:
