@@ -4,8 +4,10 @@
  * the fallback; PYSEASTAR_PURE_PYTHON=1 selects it).
  *
  * send_many(fd, frames, prefix) -> (messages sent, bytes sent, errors)
- *     Each frame is a bytes-like object, or a tuple or list of them (the pieces
- *     of one frame, sent as one message with an iovec each). `prefix` (a
+ *     Each frame is a bytes-like object, or exactly a tuple or list of them
+ *     (the pieces of one frame, sent as one message with an iovec each; a
+ *     tuple subclass such as a TxFrame is taken as one buffer, and refused as
+ *     not one). `prefix` (a
  *     bytes-like object, or None) goes in front of every frame given as one
  *     buffer (the zero virtio-net header). A frame the kernel refuses with
  *     EAGAIN, ENOBUFS or EMSGSIZE is skipped and counted as an error, as the
@@ -54,7 +56,7 @@ send_many(PyObject *self, PyObject *args)
     Py_ssize_t npieces = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *f = items[i];
-        if (PyTuple_Check(f) || PyList_Check(f))
+        if (PyTuple_CheckExact(f) || PyList_CheckExact(f))
             npieces += PySequence_Fast_GET_SIZE(f);
         else
             npieces += 1;
@@ -73,7 +75,7 @@ send_many(PyObject *self, PyObject *args)
         PyObject *f = items[i];
         struct msghdr *h = &msgs[i].msg_hdr;
         h->msg_iov = &iov[k];
-        if (PyTuple_Check(f) || PyList_Check(f)) {
+        if (PyTuple_CheckExact(f) || PyList_CheckExact(f)) {
             Py_ssize_t np = PySequence_Fast_GET_SIZE(f);
             PyObject **parts = PySequence_Fast_ITEMS(f);
             for (Py_ssize_t j = 0; j < np; j++) {

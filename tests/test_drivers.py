@@ -145,3 +145,30 @@ def test_congestion_control_per_socket_on_the_native_stack(reactor):
             got += bytes(await inp.read())
         return s.get_congestion(), bytes(got) == data
     assert reactor.run(client) == ("bbr", True)
+
+
+def test_mmsg_sends_and_receives_batches_of_messages():
+    """drivers/_mmsg.c on a datagram socket pair (no root): one message per
+    frame, the prefix before each frame given whole, a tuple's pieces gathered
+    into one message; recv_many takes what waits, cut at `size`; a tuple
+    subclass (a TxFrame) is not taken for pieces."""
+    import socket
+    from drivers import afpacket
+    mm = afpacket._mmsg
+    if mm is None:
+        assert os.environ.get("PYSEASTAR_PURE_PYTHON"), "the C extension was not built"
+        pytest.skip("pure-Python run: the per-frame loops are tested by test_native")
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+        assert mm.send_many(a.fileno(), [b"one", (b"tw", memoryview(b"o")), bytearray(b"three")], b"P:") == \
+            (3, len(b"P:one") + len(b"two") + len(b"P:three"), 0)
+        assert mm.recv_many(b.fileno(), 64, 4) == [b"P:on", b"two", b"P:th"]
+        assert mm.recv_many(b.fileno(), 64, 4) == []
+        with pytest.raises(TypeError):
+            mm.send_many(a.fileno(), [TxFrame(b"x")], None)
+        assert mm.send_many(a.fileno(), [], None) == (0, 0, 0)
+    finally:
+        a.close()
+        b.close()
