@@ -91,9 +91,7 @@ class AfPacketDevice(Device):
                     frames.append(self.sock.recv(RX_FRAME_MAX))
                 except BlockingIOError:
                     break
-        nbytes = 0
-        for data in frames:
-            nbytes += len(data)
+        nbytes = sum(map(len, frames))
         if self.vnet:
             out = [(memoryview(data)[VNET_HDR_LEN:], bool(data[0] & (NEEDS_CSUM | DATA_VALID))) for data in frames]
             nbytes -= VNET_HDR_LEN * len(out)

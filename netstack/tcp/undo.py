@@ -45,7 +45,7 @@ class Undo:
         ACK echoes, may show it unneeded)."""
         if self.undo_retrans >= 0:
             if self.undo_first is None and self.ts_ok:
-                self.undo_first = (int(now * 1000) & MASK, seq)     # the TSval it carries (_ts_now)
+                self.undo_first = (self._ts_now(now), seq)     # the TSval it carries
             self.undo_retrans += 1
             self.undo_seqs.add(seq)
 
