@@ -1266,6 +1266,53 @@ def test_a_pure_ack_is_never_numbered_past_the_peers_window():
     assert acks[-1].ack == IRS + 101
 
 
+
+def test_a_pure_ack_at_the_right_edge_of_our_window_is_taken_and_one_past_it_is_not():
+    """A sender whose SND.NXT is past our window numbers its ACKs at the window's
+    right edge (Linux's tcp_acceptable_seq, our _ack_seq above). The letter of RFC
+    9293's table refuses SEQ = RCV.NXT + RCV.WND; Linux takes it, and so do we:
+    refused, each such ACK was dropped with its SACK blocks (172 of them in a 3 MB
+    lossy echo, every one a spurious retransmission later). One past the edge is
+    still unacceptable: answered by an ACK, its acknowledgement not taken."""
+    t = established()
+    t.send(b"d" * 1000)
+    recv(t)
+    edge = IRS + 1 + t._rcv_window()
+    send(t, seg(edge + 1, ISS + 1 + 500), b"", 0.01)          # past the edge: dropped
+    assert t.snd_una == ISS + 1
+    assert recv(t, 0.01) == [(ours(ISS + 1001, IRS + 1), b"")]
+    send(t, seg(edge, ISS + 1 + 500), b"", 0.02)              # at the edge: its ACK counts
+    assert t.snd_una == ISS + 1 + 500
+
+
+def test_sack_blocks_above_the_recovery_point_outlive_the_recovery():
+    """The scoreboard above the cumulative ACK that ends a recovery stays: those
+    bytes are still SACKed. A receiver with more islands than fit in its option
+    does not report the older ones again, so a scoreboard cleared at the end of
+    recovery believed SACKed data lost and resent it (half of the retransmissions
+    of a 5% lossy BBR echo were of data the peer held)."""
+    t, base = _sack_established_after_a_sample()
+    mss = 1460
+    at = lambda i: base + i * mss      # noqa: E731
+    t.cc.cwnd = 40 * mss
+    t.send(b"w" * mss * 30)
+    recv(t, 1.0)
+    send(t, seg(IRS + 1, at(0), sack_blocks=((at(1), at(10)),)), b"", 1.011)     # the head lost: recovery
+    assert t.in_recovery and t.recover == at(30)
+    t.send(b"n" * mss * 12)
+    recv(t, 1.0111)
+    send(t, seg(IRS + 1, at(11), sack_blocks=((at(12), at(30)),)), b"", 1.012)
+    assert max(s.seq for s, p in recv(t, 1.0121)) == at(41)     # new data 30..41 went out in recovery
+    send(t, seg(IRS + 1, at(11), sack_blocks=((at(32), at(33)), (at(12), at(30)))), b"", 1.013)
+    recv(t, 1.0131)
+    # the ACK past the recovery point; the island at 32 no longer fits the option
+    send(t, seg(IRS + 1, at(31), sack_blocks=((at(38), at(40)), (at(36), at(37)), (at(34), at(35)))), b"", 1.014)
+    resent = [s.seq for s, p in recv(t, 1.0141)]
+    send(t, seg(IRS + 1, at(31), sack_blocks=((at(38), at(41)), (at(36), at(37)), (at(34), at(35)))), b"", 1.015)
+    resent += [s.seq for s, p in recv(t, 1.0151)]
+    assert at(32) not in resent
+    assert sorted(set(resent)) == [at(31), at(33), at(35), at(37)]
+
 def test_sack_blocks_newest_first_then_the_most_recently_changed():
     """RFC 2018 4: with more holes than fit in the option, the first block holds
     the latest segment and the others are the most recently changed -- not the

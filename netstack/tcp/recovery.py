@@ -137,7 +137,6 @@ class AckAndRecovery:
                 self.in_recovery = False
                 if self.undo_retrans != UNDONE:      # an undone reduction stays undone
                     self.cc.exit_recovery((self.snd_max - ack) & MASK, self.sack_ok)
-                self.sacked = ()
                 self._rack_forget()
                 if self.sack_ok:
                     self._schedule_tlp(now)     # what is still in flight gets its probe (none ran in recovery)
