@@ -734,6 +734,32 @@ def test_a_fast_retransmission_counts_once_in_the_pipe_so_a_small_window_sends_b
     assert t.stats["timeouts"] == 0 and t.stats["lost_retransmits"] == 1
 
 
+
+def test_rack_takes_no_time_from_a_retransmission_its_ack_predates():
+    """RFC 8985 6.2 step 2: an ACK that echoes a timestamp older than a
+    retransmission's was sent for the original, so the retransmission's send time
+    says nothing. Taken as a delivery (its RTT passed the min_rtt test on a path
+    whose delay varies), RACK.xmit_ts jumped to it and the segments sent just
+    before it were called lost: an avalanche of spurious retransmissions (17,000
+    in 30 MiB through a bridge that only reorders). Here the head was reordered,
+    resent, and then acknowledged by its original: nothing else is resent."""
+    t, base = _sack_established_after_a_sample()
+    t.ts_ok = True
+    mss = t.mss
+    at = lambda i: base + i * mss      # noqa: E731
+    t.cc.cwnd = 40 * mss
+    t.min_rtt = 0.0004
+    t.send(b"a" * mss * 10)
+    recv(t, 1.000)                                      # 0..9, TSval 1000
+    t.send(b"b" * mss * 4)
+    assert [s.seq for s, p in recv(t, 1.0105)] == [at(10), at(11), at(12), at(13)]
+    send(t, seg(IRS + 1, at(0), sack_blocks=((at(1), at(10)),), timestamp=(5000, 1000)), b"", 1.011)
+    assert t.in_recovery and at(0) in [s.seq for s, p in recv(t, 1.011)]     # the head resent
+    # the original head arrives: the cumulative ACK echoes its TSval (1000), from before the resend
+    send(t, seg(IRS + 1, at(10), timestamp=(5001, 1000)), b"", 1.0116)
+    assert recv(t, 1.0116) == []
+    assert t.stats["rack_losses"] == 0
+
 def test_segments_rack_marks_lost_above_every_sack_are_resent_in_recovery():
     """RACK marks by send time, not by what is SACKed above a segment: here the
     retransmission of the first segment is delivered cumulatively, with the
