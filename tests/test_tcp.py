@@ -1359,6 +1359,25 @@ def test_sack_blocks_newest_first_then_the_most_recently_changed():
     assert a.sack_blocks == ((base + 200, base + 500), island(10), island(8), island(6))
 
 
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_the_sack_block_count_a_segment_is_sized_by_is_that_of_its_option(timestamps):
+    """_payload_limit sizes every data segment by _sack_block_count(), not by
+    building the blocks: the count must be what _sack_blocks() then puts in the
+    option, with and without a D-SACK and however many islands wait."""
+    t = established(sack=True, timestamps=False)
+    t.sack_ok, t.ts_ok = True, timestamps
+    base = IRS + 1
+    counts = [(t._sack_block_count(), len(t._sack_blocks()))]
+    for k in range(2, 14, 2):                   # six islands, one at a time
+        send(t, seg(base + 100 * k, ISS + 1), b"x" * 100)
+        counts.append((t._sack_block_count(), len(t._sack_blocks())))
+        t.dsack = (base + 100 * k, base + 100 * k + 50)      # and with a duplicate to report
+        counts.append((t._sack_block_count(), len(t._sack_blocks())))
+        t.dsack = None
+    assert all(a == b for a, b in counts), counts
+    assert max(b for a, b in counts) == (3 if timestamps else 4)
+
 def test_each_out_of_order_segment_of_a_batch_gets_its_own_ack():
     """Out-of-order segments that arrive together (one batch, one poll) are each
     acknowledged, as Linux does, so every new SACK block is reported at least once;

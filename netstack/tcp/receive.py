@@ -434,6 +434,21 @@ class ReceiveSide:
         while blocks and not seq_gt(blocks[0][1], rn):
             del blocks[0]
 
+    def _sack_room(self) -> int:
+        """How many SACK blocks fit in an ACK: three beside timestamps, else four."""
+        return 3 if self.ts_ok else 4
+
+    def _sack_block_count(self) -> int:
+        """len(self._sack_blocks()), without building them (the size of a data
+        segment's option, asked for every segment sent)."""
+        if not self.sack_ok or (not self.ooo and self.dsack is None):
+            return 0
+        n = len(self.ooo_blocks)
+        k = self._sack_room()
+        if self.dsack is not None:
+            return 1 + (n if n < k - 1 else k - 1)
+        return n if n < k else k
+
     def _sack_blocks(self) -> tuple:
         """The SACK blocks of our next ACK (RFC 2018): a D-SACK block first when a
         duplicate arrived (RFC 2883), then the out-of-order data, the block with
@@ -446,7 +461,7 @@ class ReceiveSide:
         # them lost and resent them (a Linux BBR client at 5% loss resent a quarter
         # of its bytes to us, 270 D-SACKs).
         obs = self.ooo_blocks
-        k = 3 if self.ts_ok else 4
+        k = self._sack_room()
         if len(obs) > 1:
             obs = sorted(obs, key=_STAMP_OF, reverse=True)     # a C key: no Python call per block
         if self.dsack is not None:

@@ -201,7 +201,7 @@ class SendSide:
         under bidirectional loss: each one a drop and an RTO)."""
         limit = self.max_segment() if tso else self.mss
         if (self.ooo or self.dsack is not None) and self.sack_ok:
-            limit -= 4 + 8 * len(self._sack_blocks())     # NOP NOP SACK(2 + 8n)
+            limit -= 4 + 8 * self._sack_block_count()     # NOP NOP SACK(2 + 8n)
         return limit
 
     def _emit_data(self, seq: int, out: list, now: float, retransmit: bool = False) -> int:
