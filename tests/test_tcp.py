@@ -760,6 +760,28 @@ def test_rack_takes_no_time_from_a_retransmission_its_ack_predates():
     assert recv(t, 1.0116) == []
     assert t.stats["rack_losses"] == 0
 
+
+def test_a_lost_retransmission_is_found_by_the_sack_of_a_later_one():
+    """The timestamp test of a retransmission's delivery applies to cumulative
+    ACKs only: a SACK echoes the timestamp of the last in-order segment, older
+    than any retransmission it reports. Two holes resent in order, the first
+    resend lost, the second SACKed: RACK calls the first lost again once the
+    reordering window passes, and resends it -- no RTO."""
+    t, base = _sack_established_after_a_sample()
+    t.ts_ok = True
+    mss = t.mss
+    at = lambda i: base + i * mss      # noqa: E731
+    t.cc.cwnd = 40 * mss
+    t.send(b"a" * mss * 10)
+    recv(t, 1.000)                                      # TSval 1000
+    send(t, seg(IRS + 1, at(0), sack_blocks=((at(6), at(10)), (at(1), at(5))), timestamp=(5000, 1000)), b"", 1.011)
+    assert [s.seq for s, p in recv(t, 1.011)] == [at(0), at(5)]      # both holes resent
+    # the resend of 5 arrives, that of 0 does not: the SACK still echoes 1000
+    send(t, seg(IRS + 1, at(0), sack_blocks=((at(1), at(10)),), timestamp=(5001, 1000)), b"", 1.023)
+    assert recv(t, 1.023) == [] and t.rack_at is not None
+    assert [s.seq for s, p in recv(t, 1.030)] == [at(0)]
+    assert t.stats["lost_retransmits"] == 1 and t.stats["timeouts"] == 0
+
 def test_segments_rack_marks_lost_above_every_sack_are_resent_in_recovery():
     """RACK marks by send time, not by what is SACKed above a segment: here the
     retransmission of the first segment is delivered cumulatively, with the

@@ -58,7 +58,7 @@ class AckAndRecovery:
                 # carry data and are never duplicates, and recovery sat still until the RTO
                 self._sack_send = True
         if self.xmit and (self.sacked or self.rack_lost or self.rack_at is not None):
-            self._rack_on_ack(now, fresh, seg.timestamp[1] if seg.timestamp is not None else 0)
+            self._rack_on_ack(now, fresh)
         self._update_window(seg.seq, ack, wnd)
         if self.delivery is not None:
             self._rate_on_ack(now)
