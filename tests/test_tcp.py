@@ -553,6 +553,29 @@ def test_paws_drops_old_timestamps():
     assert t.recv() == b"new" and t.recv() == b""
 
 
+
+def test_a_duplicate_dropped_by_paws_is_reported_as_a_dsack():
+    """An original that arrives after its retransmission carries an older
+    timestamp than the one ts_recent now holds: PAWS drops it (RFC 7323 5.3), and
+    the ACK that answers it reports it as a duplicate (RFC 2883), as Linux's
+    tcp_send_dupack does -- else the sender never learns its retransmission was
+    spurious. A PAWS drop of data at or above RCV.NXT reports nothing."""
+    t = TCB(cfg(timestamps=True, sack=True), LOCAL_IP, LP, REMOTE_IP, RP, ISS, 0.0)
+    t.open_passive(seg(IRS, 0, SYN, mss=1460, sack_permitted=True, timestamp=(1000, 0)), 0.0)
+    recv(t)
+    send(t, seg(IRS + 1, ISS + 1, timestamp=(1001, 0)))
+    assert t.sack_ok and t.ts_ok
+    send(t, seg(IRS + 1, ISS + 1, timestamp=(1010, 0)), b"x" * 100)      # the retransmission, first
+    recv(t, 0.5)
+    send(t, seg(IRS + 1, ISS + 1, timestamp=(1002, 0)), b"x" * 100, 0.6)  # its original, late
+    assert t.stats["paws_dropped"] == 1
+    ((a, _),) = recv(t, 0.6)
+    assert a.ack == IRS + 101 and a.sack_blocks == ((IRS + 1, IRS + 101),)
+    send(t, seg(IRS + 101, ISS + 1, timestamp=(1003, 0)), b"y" * 100, 0.7)  # new data, old stamp
+    assert t.stats["paws_dropped"] == 2
+    ((a, _),) = recv(t, 0.7)
+    assert a.sack_blocks == ()
+
 def test_keepalive_probes_and_timeout():
     t = established()
     t.set_keepalive(True, idle=10, interval=2, count=3)
