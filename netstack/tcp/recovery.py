@@ -10,7 +10,7 @@ from ..wire.tcp import FIN, SYN, TcpRepr, starts_with_dsack
 from .state import (CLOSING, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT)
 
 from .rack import XMIT_RETRANS
-from .rules import DUPACK_THRESHOLD
+from .rules import DUPACK_THRESHOLD, TS_HZ, ts_clock
 from .undo import UNDONE
 
 
@@ -356,7 +356,7 @@ class AckAndRecovery:
 
     def _rtt_sample(self, ack: int, tsecr: int, now: float) -> None:
         if self.ts_ok and tsecr:
-            sample = ((int(now * 1000) - tsecr) & MASK) / 1000.0
+            sample = ((ts_clock(now) - tsecr) & MASK) / TS_HZ
             self.rtt_seq = None
             if sample > 3600:
                 return

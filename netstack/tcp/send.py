@@ -8,7 +8,7 @@ from ..wire.seq import MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, SYN, TcpRepr
 from .state import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 
-from .rules import _SENDING_STATES
+from .rules import _SENDING_STATES, ts_clock
 
 
 class SendSide:
@@ -354,7 +354,7 @@ class SendSide:
         if keepalive:
             self.keepalive_probes = 0       # what _keepalive() does for a live connection
             self.keepalive_at = None
-        out = [(seq, self.rcv_nxt, self._ack_sent(), (int(now * 1000) & MASK, self.ts_recent) if self.ts_ok else None,
+        out = [(seq, self.rcv_nxt, self._ack_sent(), (ts_clock(now), self.ts_recent) if self.ts_ok else None,
                 payload, flags)]
         if chain and payload and flags == ACK:      # a TSO frame with more data behind it
             while self.sbuf.size > ((self.snd_nxt - self.snd_una) & MASK):
@@ -433,9 +433,7 @@ class SendSide:
             self.keepalive_probes += 1
             self.keepalive_at = now + self.keepalive_interval
 
-    @staticmethod
-    def _ts_now(now: float) -> int:
-        return int(now * 1000) & MASK
+    _ts_now = staticmethod(ts_clock)
 
     def _fin_seq(self):
         """The sequence number of our FIN (once all data is queued behind it)."""
