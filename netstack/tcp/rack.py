@@ -31,7 +31,7 @@ from collections import deque
 from itertools import islice
 
 from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_lt, seq_sub
-from .rules import _SENDING_STATES
+from .rules import _SENDING_STATES, ts_clock
 
 __all__ = ["RackTlp", "XMIT_RETRANS"]
 
@@ -181,7 +181,7 @@ class RackTlp:
         if e[_RETRANS]:
             if self.min_rtt is not None and rtt < self.min_rtt:
                 return
-            if tsecr and ((tsecr - self._ts_now(e[_TIME])) & MASK) >= HALF:
+            if tsecr and ((tsecr - ts_clock(e[_TIME])) & MASK) >= HALF:
                 return                  # the ACK echoes a timestamp from before the retransmission
         elif self.min_rtt is None or rtt < self.min_rtt:
             self.min_rtt = rtt          # our own send times: finer than the timestamp clock's 1 ms

@@ -7,7 +7,7 @@ import itertools
 from bisect import insort
 from operator import itemgetter
 
-from ..wire.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_sub
+from ..wire.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_min, seq_sub
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TcpRepr
 from .state import (CAN_RECEIVE, CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, EV_CONNECTED,
                     EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
@@ -216,15 +216,14 @@ class ReceiveSide:
             if seq_lt(seg.timestamp[0], self.ts_recent) and now - self.ts_recent_age < PAWS_IDLE:
                 self.stats["paws_dropped"] += 1
                 self.ack_now = True
-                if plen and self.sack_ok and seq_lt(seg.seq, self.rcv_nxt):
+                if plen and seq_lt(seg.seq, self.rcv_nxt):
                     # an old duplicate -- typically an original that arrived after its
                     # retransmission, whose newer timestamp ts_recent holds: reported as
-                    # a D-SACK (RFC 2883), as Linux's tcp_send_dupack does. Dropped
-                    # silently, 119 of 134 duplicates of a reordering-only transfer went
-                    # unreported, so the sender never learnt its retransmissions were
-                    # spurious: no undo, and no widening of RACK's reordering window.
-                    end = seq_add(seg.seq, plen)
-                    self.dsack = (seg.seq, end if seq_lt(end, self.rcv_nxt) else self.rcv_nxt)
+                    # a D-SACK, as Linux's tcp_send_dupack does. Dropped silently, 119 of
+                    # 134 duplicates of a reordering-only transfer went unreported, so
+                    # the sender never learnt its retransmissions were spurious: no
+                    # undo, and no widening of RACK's reordering window.
+                    self._report_duplicate(seg.seq, plen)
                 return False
         seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if self._acceptable(seg.seq, seglen, self._rcv_window()):
@@ -233,9 +232,15 @@ class ReceiveSide:
             if self.state is TIME_WAIT and flags & FIN:
                 self.timewait_at = now + self.cfg.time_wait
             self.ack_now = True
-            if plen and self.sack_ok and ((self.rcv_nxt - seg.seq - plen) & MASK) < HALF:
-                self.dsack = (seg.seq, seq_add(seg.seq, plen))     # all of it was here already (RFC 2883)
+            if plen and ((self.rcv_nxt - seg.seq - plen) & MASK) < HALF:
+                self._report_duplicate(seg.seq, plen)     # all of it was here already
         return False
+
+    def _report_duplicate(self, seq: int, plen: int) -> None:
+        """A dropped segment starting below RCV.NXT: its part already received is
+        the next ACK's D-SACK block (RFC 2883)."""
+        if self.sack_ok:
+            self.dsack = (seq, seq_min(seq_add(seq, plen), self.rcv_nxt))
 
     def _on_rst(self, seg: TcpRepr, now: float) -> None:
         """RFC 5961 3.2: a RST exactly at RCV.NXT resets; one elsewhere in the

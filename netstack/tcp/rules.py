@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..wire.seq import MASK
 from .state import CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK
 
 MAX_WINDOW_SHIFT = 14          # RFC 7323 2.3
@@ -15,4 +16,4 @@ TS_HZ = 1000                   # the timestamp clock ticks each millisecond (RFC
 def ts_clock(now: float) -> int:
     """Our TSval at `now`: every segment's timestamp, RTT sample and RACK test
     reads the clock here."""
-    return int(now * TS_HZ) & 0xFFFFFFFF
+    return int(now * TS_HZ) & MASK
