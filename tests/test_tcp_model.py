@@ -170,11 +170,15 @@ class TcpPair(RuleBasedStateMachine):
             assert got == bytes(self.sent[peer][:len(got)])
 
     def teardown(self):
-        """A clean wire from here on: both close, everything is delivered."""
+        """A clean wire from here on: both applications close and let go (as the
+        socket layer does: close, then orphan), everything is delivered. (With a
+        half close only, a FIN-WAIT-2 whose peer aborted and lost its RST waits
+        for a FIN for ever, as RFC 9293 says; the orphan's fin_timeout ends it.)"""
         for t in (self.a, self.b):
             if t is not None:
                 self.cause = "user"
                 t.close()
+                t.orphan(self.now)
         for _ in range(4000):
             self._pump()
             if self.wire:
