@@ -1350,10 +1350,10 @@ def test_a_pure_ack_at_the_right_edge_of_our_window_is_taken_and_one_past_it_is_
     recv(t)
     edge = IRS + 1 + t._rcv_window()
     send(t, seg(edge + 1, ISS + 1 + 500), b"", 0.01)          # past the edge: dropped
-    assert t.snd_una == ISS + 1
+    assert t.snd_una == ISS + 1 and t.stats["unacceptable_dropped"] == 1
     assert recv(t, 0.01) == [(ours(ISS + 1001, IRS + 1), b"")]
     send(t, seg(edge, ISS + 1 + 500), b"", 0.02)              # at the edge: its ACK counts
-    assert t.snd_una == ISS + 1 + 500
+    assert t.snd_una == ISS + 1 + 500 and t.stats["unacceptable_dropped"] == 1
 
 
 def test_sack_blocks_above_the_recovery_point_outlive_the_recovery():

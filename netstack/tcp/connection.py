@@ -53,7 +53,7 @@ COUNTERS = frozenset((
     "retransmits", "timeouts", "fast_retransmits", "rescue_retransmits", "challenge_acks",
     "challenge_acks_suppressed", "dup_acks", "tlp_probes", "tlp_recoveries", "lost_retransmits",
     "dsacks_received", "rack_losses", "spurious_rtos", "undo_frto", "undo_dsack", "resets_sent",
-    "ooo_dropped", "paws_dropped", "bad_segments",
+    "ooo_dropped", "paws_dropped", "unacceptable_dropped", "bad_segments",
     # what an RTO interrupted, as Linux splits its TCPTimeouts: SACK recovery (TCPSackFailures),
     # an earlier timeout's go-back-N (TCPLossFailures), a lost retransmission at the head
     "timeouts_in_recovery", "timeouts_after_timeout", "timeouts_retransmission_lost", "undo_eifel"))

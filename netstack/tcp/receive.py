@@ -228,6 +228,7 @@ class ReceiveSide:
         seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if self._acceptable(seg.seq, seglen, self._rcv_window()):
             return True
+        self.stats["unacceptable_dropped"] += 1      # outside the window (RFC 9293 3.10.7.4)
         if not flags & RST:
             if self.state is TIME_WAIT and flags & FIN:
                 self.timewait_at = now + self.cfg.time_wait
