@@ -161,7 +161,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'keepalive_probes', 'last_ack_sent', 'last_recv', 'last_wnd_sent', 'listener', 'local_ip',
                  'local_port', 'max_snd_wnd', 'mss', 'nodelay', 'ev_append', 'ev_readable', 'ooo', 'ooo_blocks', 'ooo_bytes',
                  'our_mss', 'owner', 'persist_at', 'persist_backoff', 'rcv_nxt', 'rcv_wscale', 'recover',
-                 'recv_buffer', 'remote_ip', 'remote_port', 'rescue_rxt', 'retries', 'rexmit_next', 'rq',
+                 'recv_buffer', 'remote_ip', 'remote_port', 'rescue_rxt', 'retries', 'rexmit_next', 'rtx_high', 'rq',
                  'rq_bytes', 'rst_pending', 'rto', 'rto_at', 'rtt_seq', 'rtt_time', 'rttvar', 'sack_ok',
                  'sacked', 'sbuf', 'sched_at', 'send_limit', 'snd_max', 'snd_nxt', 'snd_sml', 'snd_una',
                  'snd_wl1', 'snd_wl2', 'snd_wnd', 'snd_wscale', 'srtt', 'state', 'stats', 'syn_acked',
@@ -276,6 +276,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.in_recovery = False
         self.recover = iss
         self.rexmit_next = iss
+        self.rtx_high = iss         # the end of the highest retransmission sent (recovery.py _in_flight_again)
         self.rescue_rxt = None      # RFC 6675 RescueRxt
         self._retransmit_one = False  # poll(): resend one segment (fast retransmit, partial ACK)
         self._sack_send = False       # poll(): send what the pipe allows (RFC 6675)

@@ -9,7 +9,7 @@ from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_
 from ..wire.tcp import FIN, SYN, TcpRepr, starts_with_dsack
 from .state import (CLOSING, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT)
 
-from .rack import XMIT_RETRANS
+from .rack import XMIT_RETRANS, _END, _SACKED, _START
 from .rules import DUPACK_THRESHOLD, TS_HZ, ts_clock
 from .undo import UNDONE
 
@@ -201,10 +201,17 @@ class AckAndRecovery:
         self.recover = self.snd_max
         self.in_recovery = True
         self.rexmit_next = self.snd_una
-        self._retransmit_one = True          # the first lost segment, at once (RFC 6675 5 (4.3))
+        # the first lost segment goes at once (RFC 6675 5 (4.3)) -- unless the head was
+        # retransmitted in the last recovery and is not known lost again: then it is in
+        # flight, as _in_flight_again sees it (Linux skips an skb marked SACKED_RETRANS)
+        head_resent = False
         if self.sack_ok:
-            self._rack_mark_head_lost()
             self._sack_send = True
+            x = self.xmit
+            head_resent = bool(x) and x[0][XMIT_RETRANS]
+            if not head_resent:
+                self._rack_mark_head_lost()
+        self._retransmit_one = not head_resent
         self.stats["fast_retransmits"] += 1
 
     def _holes(self) -> list:
@@ -230,7 +237,54 @@ class AckAndRecovery:
                 or self._rack_is_lost(h[0], h[1])
         if self.rack_lost:
             holes += self._rack_lost_above(start)
+        una = self.snd_una
+        high = (self.rtx_high - una) & MASK
+        if high and high <= ((self.snd_max - una) & MASK) and self.xmit:
+            rx = (self.rexmit_next - una) & MASK
+            if rx < high:
+                holes = self._in_flight_again(holes, rx, high)
         return holes
+
+    def _in_flight_again(self, holes: list, rx: int, high: int) -> list:
+        """The lost holes between HighRxt (`rx`, an offset from SND.UNA) and the
+        highest retransmission (`high`) may hold segments already retransmitted
+        and not since found lost (RACK clears the mark of a lost retransmission):
+        those parts become holes marked None -- in flight, never chosen again --
+        as Linux skips an skb marked SACKED_RETRANS. HighRxt goes back to SND.UNA
+        when a recovery starts and below a lost retransmission when RACK finds
+        one; with the holes' IsLost alone, every retransmission still in flight
+        above it was sent a second time (at 5% loss, about 300 of 1,250
+        retransmissions of a 20 MiB transfer, each reported back as a D-SACK)."""
+        una = self.snd_una
+        x = self.xmit
+        n = len(x)
+        out = []
+        for h in holes:
+            left, right, lost = h
+            lo = (left - una) & MASK
+            if lost is not True or lo < rx or lo >= high:
+                out.append(h)
+                continue
+            i = self._xmit_index(left)
+            pieces = []
+            cur = left
+            while i < n:
+                e = x[i]
+                s0 = e[_START]
+                if not seq_lt(s0, right):
+                    break
+                state = None if e[XMIT_RETRANS] and not e[_SACKED] else True
+                end = e[_END] if seq_lt(e[_END], right) else right
+                if pieces and pieces[-1][2] is state:
+                    pieces[-1][1] = end
+                else:
+                    pieces.append([cur, end, state])
+                cur = end
+                i += 1
+            if seq_lt(cur, right):
+                pieces.append([cur, right, True])
+            out.extend(pieces)
+        return out
 
     def _pipe(self, holes) -> int:
         """RFC 6675 SetPipe: bytes believed in the network."""
@@ -238,6 +292,10 @@ class AckAndRecovery:
         pipe = max(0, seq_sub(self.snd_max, top))          # above every SACK: in flight
         rx = self.rexmit_next
         for left, right, lost in holes:
+            if lost is None:                              # its retransmission is in flight
+                if seq_lt(left, top):
+                    pipe += seq_sub(right, left)          # (above every SACK: counted already)
+                continue
             if not lost:
                 pipe += seq_sub(right, left)
             elif not seq_lt(left, top):
@@ -277,7 +335,7 @@ class AckAndRecovery:
                     pipe += n
                     sent += n
                     continue
-                while i_any < nh and not seq_lt(rx, holes[i_any][1]):
+                while i_any < nh and (not seq_lt(rx, holes[i_any][1]) or holes[i_any][2] is None):
                     i_any += 1
                 if i_any < nh:
                     left = holes[i_any][0]

@@ -226,6 +226,10 @@ class SendSide:
         resent = retransmit or seq_lt(seq, self.snd_max)
         if resent:
             self.stats["retransmits"] += 1
+            una = self.snd_una
+            high = (self.rtx_high - una) & MASK
+            if high < ((end - una) & MASK) or high > ((self.snd_max - una) & MASK):   # below, or stale
+                self.rtx_high = end
             if self.undo_retrans >= 0:
                 self._note_retransmitted(seq, now)   # for a D-SACK or Eifel undo (undo.py)
             if self.rtt_seq is not None and seq_le(seq, self.rtt_seq):
