@@ -159,7 +159,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'delack_at', 'dupacks', 'error', 'events', 'fin_queued', 'fin_received', 'in_recovery', 'irs',
                  'iss', 'keepalive', 'keepalive_at', 'keepalive_count', 'keepalive_idle', 'keepalive_interval',
                  'keepalive_probes', 'last_ack_sent', 'last_recv', 'last_wnd_sent', 'listener', 'local_ip',
-                 'local_port', 'max_snd_wnd', 'mss', 'nodelay', 'ev_append', 'ev_readable', 'ooo', 'ooo_blocks', 'ooo_bytes',
+                 'local_port', 'max_snd_wnd', 'mss', 'nodelay', 'ev_append', 'ev_readable', 'ooo', 'ooo_blocks', 'ooo_bytes', 'sack_memo',
                  'our_mss', 'owner', 'persist_at', 'persist_backoff', 'rcv_nxt', 'rcv_wscale', 'recover',
                  'recv_buffer', 'remote_ip', 'remote_port', 'rescue_rxt', 'retries', 'rexmit_next', 'rtx_high', 'rq',
                  'rq_bytes', 'rst_pending', 'rto', 'rto_at', 'rtt_seq', 'rtt_time', 'rttvar', 'sack_ok',
@@ -230,6 +230,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.ooo: list | tuple = ()  # sorted [(seq, bytes)]; () while empty (an idle connection holds no list)
         self.ooo_blocks: list | tuple = ()   # what ooo covers: sorted, merged [left, right] (the SACK blocks)
         self.ooo_bytes = 0
+        self.sack_memo = None        # (dsack, blocks): the SACK blocks last built, until the out-of-order queue changes
         self.fin_received = False
         self.last_ack_sent = 0
         self.last_wnd_sent = 0

@@ -21,6 +21,7 @@ _WS_OPT = struct.Struct("!BBBB")
 _SACK_OPT = [struct.Struct("!BBBB" + "II" * n) for n in range(5)]
 # NOP NOP TS, then NOP NOP SACK and n blocks: every ACK of a connection under loss
 _TS_SACK_OPT = [struct.Struct("!BBBBII" + "BBBB" + "II" * n) for n in range(4)]
+_LAST_TS_SACK = [None, None, b""]     # (blocks object, timestamp, option bytes): the last packed
 _PROTO = 6
 
 OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERMITTED, OPT_SACK, OPT_TIMESTAMP = 0, 1, 2, 3, 4, 5, 8
@@ -111,10 +112,17 @@ class TcpRepr(NamedTuple):
         blocks = self.sack_blocks
         if blocks and self.timestamp is not None and self.mss is None and self.wscale is None \
                 and not self.sack_permitted and len(blocks) < 4:
-            # the ACK of a connection under loss, in one pack (the general layout below, same bytes)
+            # the segment of a connection under loss, in one pack (the general layout below,
+            # same bytes); a burst's segments carry the same blocks and timestamps: packed once
+            last = _LAST_TS_SACK
+            ts = self.timestamp
+            if blocks is last[0] and ts == last[1]:
+                return last[2]
             n = len(blocks)
-            return _TS_SACK_OPT[n].pack(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, *self.timestamp,
-                                        OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * n, *[x for b in blocks for x in b])
+            o = _TS_SACK_OPT[n].pack(OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, *ts,
+                                     OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * n, *[x for b in blocks for x in b])
+            last[:] = blocks, ts, o
+            return o
         o = b""
         if self.mss is not None:
             o += _MSS_OPT.pack(OPT_MSS, 4, self.mss)

@@ -43,7 +43,7 @@ LEVELS = {"0": (0, 0, 0, 0), "1": (1, 1, 0.1, 0.1), "5": (5, 5, 1, 1),
           # not in the default table, by name with --levels: the 5% cell's reordering alone, and the
           # rest of it without reordering (a reordering-only run showed RACK's avalanche of spurious
           # retransmissions: 3 MB/s where Linux went 108; see rack.py _rack_delivered)
-          "5r": (0, 5, 0, 0), "5n": (5, 0, 1, 1)}
+          "5r": (0, 5, 0, 0), "5n": (5, 0, 1, 1), "d": (0, 0, 1, 0), "l": (5, 0, 0, 1)}
 ROWS = [("ours newreno", "native", "newreno", "reno"), ("ours cubic", "native", "cubic", "cubic"),
         ("linux reno", "linux", "reno", "reno"), ("linux cubic", "linux", "cubic", "cubic"),
         ("ours bbr", "native", "bbr", "bbr"), ("linux bbr", "linux", "bbr", "bbr")]
@@ -215,6 +215,20 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
                                      server_cc],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     before = _linux_counters(lab, ns["s"]) if kind == "linux" else None
+    spy = None
+    if os.environ.get("LOSSY_PYSPY") and kind == "native":
+        time.sleep(1.5)
+        spy = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "py-spy"), "record", "-r", "300", "-f", "raw",
+                                "-o", os.environ["LOSSY_PYSPY"] + "_" + name.replace(" ", "_"), "-p", str(server.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caps = []
+    if os.environ.get("LOSSY_PCAP"):
+        d = os.environ["LOSSY_PCAP"]
+        for n_, dev in ((ns["s"], "vs0"), (ns["c"], "vc0")):
+            caps.append(lab.popen(n_, ["tcpdump", "-i", dev, "-s", "128", "-B", "65536", "-w",
+                                       f"{d}/{name.replace(' ', '_')}_{dev}.pcap", "tcp"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1)
     try:
         r, w = os.pipe()
         pid = os.fork()
@@ -234,6 +248,12 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
         os.waitpid(pid, 0)
         elapsed, ok = json.loads(raw or b"[null, false]")
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(20)
+        for p in caps:
+            p.send_signal(signal.SIGINT)
+            p.wait(5)
         for p in (server, bridge):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
