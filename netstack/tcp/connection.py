@@ -163,7 +163,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'our_mss', 'owner', 'persist_at', 'persist_backoff', 'rcv_nxt', 'rcv_wscale', 'recover',
                  'recv_buffer', 'remote_ip', 'remote_port', 'rescue_rxt', 'retries', 'rexmit_next', 'rtx_high', 'rq',
                  'rq_bytes', 'rst_pending', 'rto', 'rto_at', 'rtt_seq', 'rtt_time', 'rttvar', 'sack_ok',
-                 'sacked', 'sbuf', 'sched_at', 'send_limit', 'snd_max', 'snd_nxt', 'snd_sml', 'snd_una',
+                 'sacked', 'sacked_total', 'sbuf', 'sched_at', 'send_limit', 'snd_max', 'snd_nxt', 'snd_sml', 'snd_una',
                  'snd_wl1', 'snd_wl2', 'snd_wnd', 'snd_wscale', 'srtt', 'state', 'stats', 'syn_acked',
                  'timewait_at', 'ts_ok', 'ts_recent', 'ts_recent_age', 'tso_max', 'tx_cache',
                  'trace', 'orphaned', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
@@ -247,6 +247,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.ts_recent_age = now
         self.sack_ok = False
         self.sacked: list | tuple = ()   # peer's SACK scoreboard: merged [(left, right)]; () while empty
+        self.sacked_total = 0            # the bytes it covers
 
     def _init_timers(self, cfg, iss: int, now: float) -> None:
         """Timers, RTT (RFC 6298) and loss recovery state."""

@@ -3,9 +3,9 @@ ACKs and fast recovery (RFC 5681, RFC 6582), SACK recovery (RFC 6675), RTT
 estimation and the retransmission timeout (RFC 6298)."""
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
-from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
+from ..wire.seq import HALF, MASK, seq_add, seq_ge, seq_gt, seq_lt, seq_sub
 from ..wire.tcp import FIN, SYN, TcpRepr, starts_with_dsack
 from .state import (CLOSING, EV_WRITABLE, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, SYN_RECEIVED, SYN_SENT)
 
@@ -65,7 +65,7 @@ class AckAndRecovery:
         return True
 
     def _sacked_bytes(self) -> int:
-        return sum([(r - lft) & MASK for lft, r in self.sacked])    # blocks are left < right
+        return self.sacked_total        # kept by _update_scoreboard and _trim_scoreboard
 
     def _prr_budget(self, pipe: int) -> int:
         """RFC 6937 (PRR-SSRB): how many bytes recovery may send now. Above
@@ -371,43 +371,64 @@ class AckAndRecovery:
         self.prr_out += sent
 
     def _update_scoreboard(self, blocks, now: float) -> None:
+        """The peer's SACK blocks into the scoreboard: each one merged into the
+        sorted, disjoint blocks where it lands (found by binary search), and the
+        SACKed byte count kept with them (asked two or three times per ACK)."""
         sb = self.sacked if self.sacked else []
+        una = self.snd_una
+        base = (una - HALF) & MASK      # signed offsets from SND.UNA, as (x - base) & MASK
+        top = (self.snd_max - base) & MASK
+        floor = HALF                    # SND.UNA's offset
+        total = self.sacked_total
         for left, right in blocks:
-            if seq_le(right, self.snd_una) or seq_gt(right, self.snd_max) or not seq_lt(left, right):
-                continue  # stale or bogus block
-            sb.append((left, right))
-        # sorted and merged by signed offsets from SND.UNA (seq_sub written out:
-        # this runs on every ACK with SACK blocks, over the whole scoreboard)
-        base = self.snd_una - HALF
-        sb.sort(key=lambda b: (b[0] - base) & MASK)
-        merged = []
-        top = 0
-        for left, right in sb:
             lo = (left - base) & MASK
-            ro = (right - base) & MASK
-            if merged and lo <= top:
-                if ro > top:
-                    merged[-1] = (merged[-1][0], right)
-                    top = ro
-            else:
-                merged.append((left, right))
-                top = ro
-        self.sacked = merged or ()
-        if not self.in_recovery and self.sack_ok and merged:
-            sacked_bytes = self._sacked_bytes()
+            hi = (right - base) & MASK
+            if hi <= floor or hi > top or lo >= hi:
+                continue  # stale or bogus block
+            i = bisect_left(sb, lo, key=lambda b: (b[1] - base) & MASK)   # the first block that ends at or after it
+            j = i
+            n = len(sb)
+            while j < n:
+                bl, br = sb[j]
+                blo = (bl - base) & MASK
+                if blo > hi:
+                    break
+                bhi = (br - base) & MASK
+                total -= bhi - blo
+                if blo < lo:
+                    lo, left = blo, bl
+                if bhi > hi:
+                    hi, right = bhi, br
+                j += 1
+            sb[i:j] = [(left, right)]
+            total += hi - lo
+        self.sacked = sb or ()
+        self.sacked_total = total
+        if not self.in_recovery and self.sack_ok and sb:
             # RFC 6675 IsLost(HighACK + 1): more than (DupThresh - 1) * SMSS bytes, or
             # DupThresh discontiguous blocks, SACKed above it. (With data flowing
             # both ways the peer's ACKs carry data and never count as duplicate
             # ACKs: this is then the only way into recovery; DupThresh * SMSS here
             # left a one-segment hole under three SACKed segments to the RTO.)
-            if (sacked_bytes > (DUPACK_THRESHOLD - 1) * self.mss or len(merged) >= DUPACK_THRESHOLD) \
+            if (total > (DUPACK_THRESHOLD - 1) * self.mss or len(sb) >= DUPACK_THRESHOLD) \
                     and seq_ge(self.snd_una, self.recover):
                 self._enter_fast_recovery(now)
 
-
     def _trim_scoreboard(self) -> None:
+        """SND.UNA moved: the blocks at or below it go, one straddling it is cut."""
+        sb = self.sacked
+        if not sb:
+            return
         una = self.snd_una
-        self.sacked = [(max_seq(left, una), r) for left, r in self.sacked if seq_gt(r, una)] or ()
+        if ((sb[0][0] - una) & MASK) < HALF:
+            return                      # every block lies above SND.UNA
+        sb = [(max_seq(left, una), r) for left, r in sb if seq_gt(r, una)]
+        self.sacked = sb or ()
+        self.sacked_total = sum([(r - lft) & MASK for lft, r in sb])
+
+    def _clear_scoreboard(self) -> None:
+        self.sacked = ()
+        self.sacked_total = 0
 
     def _rtt_sample_ack(self, seg: TcpRepr, now: float) -> None:
         self._rtt_sample(seg.ack, seg.timestamp[1] if seg.timestamp is not None else 0, now)
@@ -503,7 +524,7 @@ class AckAndRecovery:
         self.in_recovery = False
         self.recover = self.snd_max
         self.dupacks = 0
-        self.sacked = ()  # RFC 6675 5.1: the scoreboard may be stale after an RTO
+        self._clear_scoreboard()    # RFC 6675 5.1: the scoreboard may be stale after an RTO
         self.tlp_at = self.tlp_end = None
         self._rack_forget()
         if self.xmit:
