@@ -4,7 +4,8 @@ we offer and the SACK blocks we report."""
 from __future__ import annotations
 
 import itertools
-from bisect import insort
+from bisect import bisect_left, bisect_right, insort
+from itertools import islice
 from operator import itemgetter
 
 from ..wire.seq import HALF, MASK, seq_add, seq_gt, seq_le, seq_lt, seq_min, seq_sub
@@ -26,10 +27,8 @@ def _merge_block(blocks: list, left: int, right: int, base: int) -> None:
     are ordered by it: the most recently changed first, RFC 2018 4)."""
     lo = (left - base) & MASK
     hi = (right - base) & MASK
-    i = 0
+    i = bisect_left(blocks, lo, key=lambda b: (b[1] - base) & MASK)    # the first that ends at or after it
     n = len(blocks)
-    while i < n and ((blocks[i][1] - base) & MASK) < lo:
-        i += 1
     j = i
     while j < n and ((blocks[j][0] - base) & MASK) <= hi:
         b = blocks[j]
@@ -48,7 +47,8 @@ def _uncovered(blocks: list, seq: int, n: int, base: int) -> list:
     hi = lo + n
     out = []
     cur = lo
-    for b in blocks:
+    i = bisect_right(blocks, lo, key=lambda b: (b[1] - base) & MASK)   # the first that ends after it
+    for b in islice(blocks, i, None):
         bl = (b[0] - base) & MASK
         if bl >= hi:
             break
