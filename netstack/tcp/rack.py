@@ -26,7 +26,7 @@ Losses RACK marks become lost holes for RFC 6675's NextSeg (recovery.py).
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from itertools import islice
 
@@ -215,14 +215,17 @@ class RackTlp:
             hi = (right - una) & MASK
             if lo >= HALF or hi >= HALF or hi <= lo:
                 continue                # at or below SND.UNA (a D-SACK), or bogus
-            for ml, mr in self.sacked:
-                if not seq_gt(ml, left) and not seq_lt(mr, right):
-                    break
-            else:
+            # the merged scoreboard block that holds it: the first that ends at or after it
+            sb = self.sacked
+            k = bisect_left(sb, hi, key=lambda b: (b[1] - una) & MASK)
+            if k == len(sb):
                 continue                # the scoreboard refused it (beyond SND.MAX)
+            ml, mr = sb[k]
             mlo = (ml - una) & MASK
             if mlo >= HALF:
                 mlo = 0
+            if mlo > lo:
+                continue                # (not held whole)
             mhi = (mr - una) & MASK
             for e in islice(x, self._xmit_index(left), None):
                 s0 = (e[_START] - una) & MASK
