@@ -219,25 +219,27 @@ class AckAndRecovery:
         byte. A hole is lost (RFC 6675 IsLost) when more than (DupThresh - 1) * SMSS
         bytes, or DupThresh blocks, are SACKed above it -- or when RACK marked a
         segment in it lost (rack.py)."""
-        holes = []
-        start = self.snd_una
-        for left, right in self.sacked:
-            if seq_lt(start, left):
-                holes.append([start, left, False])
-            start = right
-        above_bytes = 0
-        above_blocks = 0
-        i = len(self.sacked) - 1
-        for h in reversed(holes):
-            while i >= 0 and seq_ge(self.sacked[i][0], h[1]):
-                above_bytes += seq_sub(self.sacked[i][1], self.sacked[i][0])
-                above_blocks += 1
-                i -= 1
-            h[2] = above_bytes > (DUPACK_THRESHOLD - 1) * self.mss or above_blocks >= DUPACK_THRESHOLD \
-                or self._rack_is_lost(h[0], h[1])
-        if self.rack_lost:
-            holes += self._rack_lost_above(start)
+        # The scoreboard is merged: a hole lies below each block (the first one's
+        # from SND.UNA), and what is SACKed above a hole is the blocks from there
+        # up -- one pass from the top counts it.
+        sb = self.sacked
         una = self.snd_una
+        holes = []
+        above_bytes = 0
+        limit = (DUPACK_THRESHOLD - 1) * self.mss
+        rack = self.rack_lost
+        k = len(sb)
+        while k:
+            k -= 1
+            left, right = sb[k]
+            above_bytes += (right - left) & MASK
+            start = sb[k - 1][1] if k else una
+            if start != left:
+                holes.append([start, left, above_bytes > limit or len(sb) - k >= DUPACK_THRESHOLD
+                              or (rack is not None and self._rack_is_lost(start, left))])
+        holes.reverse()
+        if rack:
+            holes += self._rack_lost_above(sb[-1][1] if sb else una)
         high = (self.rtx_high - una) & MASK
         if high and high <= ((self.snd_max - una) & MASK) and self.xmit:
             rx = (self.rexmit_next - una) & MASK
