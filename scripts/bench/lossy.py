@@ -16,6 +16,11 @@ name: 5r, the 5% cell's reordering alone, and 5n, the rest of it without.
 
 --sim: the same question on the in-memory LinkPair (no root, seconds):
 goodput in simulated time against the Mathis bound.
+
+Each native cell also prints the server's CPU seconds (and per MB echoed).
+To see why a cell is slow: --capture DIR (tcpdump on both sides of the
+bridge, per cell: what the server sent and heard, what the client received
+and reported) and --py-spy DIR (the native server's raw stacks, per cell).
 """
 import argparse
 import hashlib
@@ -43,7 +48,7 @@ LEVELS = {"0": (0, 0, 0, 0), "1": (1, 1, 0.1, 0.1), "5": (5, 5, 1, 1),
           # not in the default table, by name with --levels: the 5% cell's reordering alone, and the
           # rest of it without reordering (a reordering-only run showed RACK's avalanche of spurious
           # retransmissions: 3 MB/s where Linux went 108; see rack.py _rack_delivered)
-          "5r": (0, 5, 0, 0), "5n": (5, 0, 1, 1), "d": (0, 0, 1, 0), "l": (5, 0, 0, 1)}
+          "5r": (0, 5, 0, 0), "5n": (5, 0, 1, 1)}
 ROWS = [("ours newreno", "native", "newreno", "reno"), ("ours cubic", "native", "cubic", "cubic"),
         ("linux reno", "linux", "reno", "reno"), ("linux cubic", "linux", "cubic", "cubic"),
         ("ours bbr", "native", "bbr", "bbr"), ("linux bbr", "linux", "bbr", "bbr")]
@@ -191,7 +196,8 @@ def client_run(size: int, cc: str, timeout: float):
     return elapsed, n == size and got.digest() == want.digest()
 
 
-def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
+def run_cell(lab, ns, level, row, size, timeout, direction="echo", diag=None):
+    diag = diag or {}
     from netstack.testing.netlab import NetLab  # noqa: F401
     name, kind, server_cc, client_cc = row
     loss, reorder, dup, corrupt = LEVELS[level]
@@ -215,21 +221,23 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
                                      server_cc],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     before = _linux_counters(lab, ns["s"]) if kind == "linux" else None
-    spy = None
-    if os.environ.get("LOSSY_PYSPY") and kind == "native":
-        time.sleep(1.5)
+    spy = caps = None
+    tag = f"{level}_{name.replace(' ', '_')}"
+    if diag.get("py_spy") and kind == "native":
+        time.sleep(1.5)         # the server's start-up is not the profile
         spy = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "py-spy"), "record", "-r", "300", "-f", "raw",
-                                "-o", os.environ["LOSSY_PYSPY"] + "_" + name.replace(" ", "_"), "-p", str(server.pid)],
+                                "-o", os.path.join(diag["py_spy"], f"{tag}.txt"), "-p", str(server.pid)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    caps = []
-    if os.environ.get("LOSSY_PCAP"):
-        d = os.environ["LOSSY_PCAP"]
-        for n_, dev in ((ns["s"], "vs0"), (ns["c"], "vc0")):
-            caps.append(lab.popen(n_, ["tcpdump", "-i", dev, "-s", "128", "-B", "65536", "-w",
-                                       f"{d}/{name.replace(' ', '_')}_{dev}.pcap", "tcp"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    if diag.get("capture"):
+        # both sides of the bridge: what the server sent and heard, what the client got and said
+        caps = [lab.popen(n_, ["tcpdump", "-i", dev, "-s", "128", "-B", "65536", "-w",
+                               os.path.join(diag["capture"], f"{tag}_{dev}.pcap"), "tcp"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for n_, dev in ((ns["s"], "vs0"), (ns["c"], "vc0"))]
         time.sleep(1)
+    cpu = cpu0 = None
     try:
+        cpu0 = _cpu_seconds(server.pid) if kind == "native" else None     # start-up excluded
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -248,10 +256,13 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
         os.waitpid(pid, 0)
         elapsed, ok = json.loads(raw or b"[null, false]")
     finally:
+        if kind == "native" and cpu0 is not None:
+            cpu = _cpu_seconds(server.pid)
+            cpu = None if cpu is None else cpu - cpu0
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(20)
-        for p in caps:
+        for p in caps or ():
             p.send_signal(signal.SIGINT)
             p.wait(5)
         for p in (server, bridge):
@@ -265,7 +276,10 @@ def run_cell(lab, ns, level, row, size, timeout, direction="echo"):
         if kind == "linux":
             _del_addr(ns["s"], "vs0", SERVER)
     if kind == "native":
-        return elapsed, ok, _net_stats(server)
+        st = _net_stats(server)
+        if st is not None and cpu is not None:
+            st["server_cpu_s"] = cpu
+        return elapsed, ok, st
     after = _linux_counters(lab, ns["s"])
     return elapsed, ok, {k: after.get(k, 0) - before.get(k, 0) for k in after}
 
@@ -295,6 +309,16 @@ LINUX_KEYS = {("Tcp", "RetransSegs"): "tcp_retransmits", ("TcpExt", "TCPDSACKRec
               ("TcpExt", "TCPFullUndo"): "linux_full_undo", ("TcpExt", "TCPPartialUndo"): "linux_partial_undo",
               ("TcpExt", "TCPDSACKUndo"): "linux_dsack_undo", ("TcpExt", "TCPLossUndo"): "linux_loss_undo",
               ("TcpExt", "TCPSACKReorder"): "linux_sack_reorder", ("TcpExt", "TCPTSReorder"): "linux_ts_reorder"}
+
+
+def _cpu_seconds(pid: int):
+    """User + system CPU seconds of a running process (/proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _linux_counters(lab, ns) -> dict:
@@ -359,11 +383,15 @@ def real(a):
         for level in a.levels.split(","):
             for rnd in range(a.rounds):
                 for row in rows:
-                    elapsed, ok, st = run_cell(lab, ns, level, row, size, a.timeout, a.direction)
+                    elapsed, ok, st = run_cell(lab, ns, level, row, size, a.timeout, a.direction,
+                                              {"capture": a.capture, "py_spy": a.py_spy})
                     results.setdefault((level, row[0]), []).append((elapsed, ok))
                     mbps = size / elapsed / 1e6 if elapsed else 0.0
                     counted = "" if not st else \
                         "  (" + ", ".join(f"{label} {st[k]}" for k, label in STAT_KEYS if k in st) + ")"
+                    if st and st.get("server_cpu_s") is not None:
+                        # both directions cross the server: CPU per MB echoed (received and sent once each)
+                        counted += f"  server CPU {st['server_cpu_s']:.2f} s, {st['server_cpu_s'] * 1e3 / (size / 1e6):.1f} ms/MB"
                     print(f"  level {level}% round {rnd}: {row[0]:14} {mbps:8.2f} MB/s intact={ok}{counted}",
                           file=sys.stderr, flush=True)
                     if a.stats_json and st:
@@ -429,6 +457,10 @@ def main():
     ap.add_argument("--direction", choices=("echo", "up", "down"), default="echo",
                     help="echo (the table), or one way: up (client to server), down (server to client)")
     ap.add_argument("--rows", default="", help="comma-separated row names to run (default: all)")
+    ap.add_argument("--capture", default="", metavar="DIR",
+                    help="tcpdump both sides of the bridge (server's vs0, client's vc0) into DIR, per cell")
+    ap.add_argument("--py-spy", default="", metavar="DIR",
+                    help="profile each native server with py-spy (raw stacks) into DIR, per cell")
     ap.add_argument("--stats-json", default="", help="append each native cell's server counters to this file")
     a = ap.parse_args()
     if a.sim:
