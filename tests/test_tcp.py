@@ -1428,6 +1428,46 @@ def test_a_retransmission_in_flight_is_not_sent_again_when_the_next_recovery_sta
     assert t.stats["lost_retransmits"] == 2     # 5's, then 28's
 
 
+def test_a_loss_the_rack_timer_finds_in_recovery_goes_when_the_timer_fires():
+    """In recovery PRR spends, at each ACK, what that ACK delivered; a segment
+    RACK's reordering timer then marks lost leaves the pipe, and the window PRR
+    allowed at that ACK has room for it: it is retransmitted when the timer
+    fires (as Linux's retransmit queue runs under the cwnd PRR set at the last
+    ACK), not held back until the next ACK -- with a silent peer, not until the
+    RTO. New data still waits for an ACK, so PRR's total is unchanged. RTT 10 ms,
+    ssthresh 20 of a 40-segment flight."""
+    t, base = _sack_established_after_a_sample()
+    mss = 1460
+    at = lambda i: base + i * mss      # noqa: E731
+
+    def ack(a, blocks, when):
+        send(t, seg(IRS + 1, at(a), sack_blocks=tuple((at(lo), at(hi)) for lo, hi in blocks)), b"", when)
+
+    def sent(when):
+        return [(s.seq - base) // mss for s, p in recv(t, when) if p]
+
+    t.cc.cwnd = 40 * mss
+    t.send(b"w" * mss * 12)
+    assert sent(1.0) == list(range(12))
+    t.send(b"w" * mss * 28)
+    assert sent(1.001) == list(range(12, 40))
+    t.send(b"n" * mss * 40)
+    ack(0, [(1, 4)], 1.010)                     # 0 lost: recovery
+    assert sent(1.0101) == [0] and t.cc.ssthresh == 20 * mss
+    ack(0, [(1, 8)], 1.0105)
+    assert sent(1.0106) == [40]
+    ack(0, [(1, 11)], 1.011)
+    assert sent(1.0111) == [41, 42]
+    ack(0, [(12, 13), (1, 11)], 1.0112)         # 12 SACKed: 11, sent 1 ms before it, waits the reordering window
+    assert sent(1.0113) == [] and t.rack_at is not None
+    assert t.prr_out == -(-t.prr_delivered * t.cc.ssthresh // t.prr_recover_fs)     # PRR's share is spent
+    assert sent(t.rack_at) == [11]              # lost: it goes now
+    assert t.stats["rack_losses"] == 1
+    ack(0, [(12, 16), (1, 11)], 1.015)          # the next ACK sends new data only
+    assert sent(1.0151) == [43]
+    assert t.stats["timeouts"] == 0
+
+
 def test_sack_blocks_newest_first_then_the_most_recently_changed():
     """RFC 2018 4: with more holes than fit in the option, the first block holds
     the latest segment and the others are the most recently changed -- not the

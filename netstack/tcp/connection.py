@@ -169,7 +169,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'trace', 'orphaned', 'unacked_segments', 'ws_ok', 'challenge_limit', 'user_timeout', 'stalled_since',
                  'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit', 'xmit_order',
                  'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist', 'dsack_round',
-                 'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'undo_first', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered',
+                 'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'undo_first', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered', 'prr_fresh', 'prr_window',
                  'delivery', 'pacer', 'early_acks', "__weakref__")
 
     # The timer model: each timer is one of these attributes, a deadline or None
@@ -310,6 +310,8 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.prr_out = 0              # ... bytes sent in recovery,
         self.prr_recover_fs = 1       # ... the flight when recovery began,
         self.prr_last_delivered = 0   # ... and what the latest ACK delivered
+        self.prr_fresh = False        # an ACK came since the recovery's send loop last ran
+        self.prr_window = 0           # pipe + what PRR allowed then: room a loss found later frees
 
     # ---- state -------------------------------------------------------------
     def _set_state(self, new: State) -> None:

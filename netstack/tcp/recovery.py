@@ -52,6 +52,7 @@ class AckAndRecovery:
             # RFC 6937: what this ACK delivered, cumulatively or by SACK
             self.prr_last_delivered = max(0, ((self.snd_una - una) & MASK) + self._sacked_bytes() - sacked_before)
             self.prr_delivered += self.prr_last_delivered
+            self.prr_fresh = True
             if self.prr_last_delivered:
                 # every ACK that delivers data runs the recovery send loop (RFC 6937, RFC 6675
                 # 5 (C)) -- not only duplicate ACKs: with data flowing both ways the peer's ACKs
@@ -198,6 +199,8 @@ class AckAndRecovery:
         self.tlp_at = self.tlp_end = None       # loss recovery takes over from the probe
         self.prr_delivered = self.prr_out = self.prr_last_delivered = 0
         self.prr_recover_fs = flight if flight > 0 else 1
+        self.prr_fresh = True
+        self.prr_window = 0
         self.recover = self.snd_max
         self.in_recovery = True
         self.rexmit_next = self.snd_una
@@ -306,6 +309,22 @@ class AckAndRecovery:
                 pipe += seq_sub(seq_min_(rx, right), left)
         return pipe
 
+    def _recovery_budget(self, pipe: int):
+        """What the recovery send loop may send now, and whether only lost
+        segments may go. After an ACK (or under BBR's pacing): PRR's budget, and
+        the window it makes (pipe + budget) is remembered. With no ACK since,
+        the RACK timer found segments lost: they left the pipe, and that window
+        has room for their retransmission (as Linux's cwnd, set by PRR at each
+        ACK, lets its retransmit queue send when a loss frees room). PRR's
+        formula alone moves only with delivered data: with the peer silent,
+        nothing went until the RTO. New data still waits for an ACK."""
+        if self.prr_fresh or self.cc.paced:
+            budget = self._prr_budget(pipe)
+            self.prr_fresh = False
+            self.prr_window = pipe + budget
+            return budget, False
+        return self.prr_window - pipe, True
+
     def _sack_recovery_send(self, out: list, now: float) -> None:
         """Send while cwnd - pipe >= SMSS, choosing each segment by RFC 6675 NextSeg:
         (1) a lost hole above HighRxt (rexmit_next); (2) new data; (3) a hole not yet
@@ -313,7 +332,7 @@ class AckAndRecovery:
         outstanding unSACKed segment (a lost tail has no SACKs above it to mark it)."""
         holes = self._holes()
         pipe = self._pipe(holes)
-        budget = self._prr_budget(pipe)
+        budget, lost_only = self._recovery_budget(pipe)
         sent = 0
         # rexmit_next only moves up in this loop: the holes it has passed stay
         # passed, so each search resumes where the last one stopped (from the
@@ -332,6 +351,8 @@ class AckAndRecovery:
                 left = holes[i_lost][0]
                 seq = left if seq_lt(rx, left) else rx
             if seq is None:
+                if lost_only:
+                    break
                 n = self._emit_new_in_recovery(out, now)
                 if n > 0:
                     pipe += n
