@@ -380,6 +380,9 @@ def real(a):
         for n_, dev in ((ns["c"], "vc0"), (ns["b"], "b0"), (ns["b"], "b1"), (ns["s"], "vs0")):
             offloads_off(lab, n_, dev)
         rows = [r for r in ROWS + EXTRA_ROWS if r[0] in a.rows.split(",")] if a.rows else ROWS
+        for d in (a.capture, a.py_spy):
+            if d:
+                os.makedirs(d, exist_ok=True)     # tcpdump and py-spy fail silently without it
         for level in a.levels.split(","):
             for rnd in range(a.rounds):
                 for row in rows:
