@@ -1385,15 +1385,10 @@ def test_sack_blocks_above_the_recovery_point_outlive_the_recovery():
     # (31's retransmission of 1.013 is still in flight: not sent a third time)
     assert sorted(set(resent)) == [at(33), at(35), at(37)]
 
-def test_a_retransmission_in_flight_is_not_sent_again_when_the_next_recovery_starts():
-    """A hole above the recovery point, retransmitted during that recovery, is
-    still in flight when the recovery ends; the next recovery starts at once
-    (the hole has SACKs above it) and HighRxt goes back to SND.UNA. That
-    retransmission is not sent a second time (as Linux skips an skb marked
-    SACKED_RETRANS): at 5% loss about 300 of 1,250 retransmissions of a 20 MiB
-    transfer were such second copies, each one reported back as a D-SACK. If it
-    is lost, RACK finds it (a segment sent after it is delivered) and it goes
-    again. RTT 10 ms."""
+def _segments_of_40():
+    """A SACK connection after one RTT sample (10 ms), cwnd 40 segments, and
+    helpers in segment numbers: at(i), ack(i, [(lo, hi)...], when), and the
+    data segments sent(when) by number."""
     t, base = _sack_established_after_a_sample()
     mss = 1460
     at = lambda i: base + i * mss      # noqa: E731
@@ -1405,6 +1400,20 @@ def test_a_retransmission_in_flight_is_not_sent_again_when_the_next_recovery_sta
         return [(s.seq - base) // mss for s, p in recv(t, when) if p]
 
     t.cc.cwnd = 40 * mss
+    return t, at, ack, sent
+
+
+def test_a_retransmission_in_flight_is_not_sent_again_when_the_next_recovery_starts():
+    """A hole above the recovery point, retransmitted during that recovery, is
+    still in flight when the recovery ends; the next recovery starts at once
+    (the hole has SACKs above it) and HighRxt goes back to SND.UNA. That
+    retransmission is not sent a second time (as Linux skips an skb marked
+    SACKED_RETRANS): at 5% loss about 300 of 1,250 retransmissions of a 20 MiB
+    transfer were such second copies, each one reported back as a D-SACK. If it
+    is lost, RACK finds it (a segment sent after it is delivered) and it goes
+    again. RTT 10 ms."""
+    t, at, ack, sent = _segments_of_40()
+    mss = 1460
     t.send(b"w" * mss * 20)
     assert sent(1.0) == list(range(20))
     ack(5, [(6, 9)], 1.010)                     # 5 lost: the first recovery, up to 20
@@ -1436,17 +1445,8 @@ def test_a_loss_the_rack_timer_finds_in_recovery_goes_when_the_timer_fires():
     ACK), not held back until the next ACK -- with a silent peer, not until the
     RTO. New data still waits for an ACK, so PRR's total is unchanged. RTT 10 ms,
     ssthresh 20 of a 40-segment flight."""
-    t, base = _sack_established_after_a_sample()
+    t, at, ack, sent = _segments_of_40()
     mss = 1460
-    at = lambda i: base + i * mss      # noqa: E731
-
-    def ack(a, blocks, when):
-        send(t, seg(IRS + 1, at(a), sack_blocks=tuple((at(lo), at(hi)) for lo, hi in blocks)), b"", when)
-
-    def sent(when):
-        return [(s.seq - base) // mss for s, p in recv(t, when) if p]
-
-    t.cc.cwnd = 40 * mss
     t.send(b"w" * mss * 12)
     assert sent(1.0) == list(range(12))
     t.send(b"w" * mss * 28)
