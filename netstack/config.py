@@ -17,6 +17,13 @@ class TcpConfig:
     mss: int | None = None             # default: MTU - 40
     recv_buffer: int = 1 << 20         # receive buffer (bytes) -> advertised window
     send_buffer: int = 1 << 20         # send buffer limit (bytes) -> writer backpressure
+    recv_buffer_initial: int | None = None   # auto-tuning, as Linux's (off: None, the buffers are fixed, as a
+    send_buffer_initial: int | None = None   # socket with SO_RCVBUF/SO_SNDBUF set). Set: a connection's receive
+                                       # budget starts here (at least 65535) and grows each RTT to about twice
+                                       # what the application read in the last one (tcp_rcv_space_adjust); its
+                                       # send limit starts here and grows to twice the congestion window
+                                       # (tcp_sndbuf_expand). Neither shrinks, neither passes recv_buffer /
+                                       # send_buffer, which also choose the window scale.
     window_scale: bool = True
     wscale: int | None = None          # our window scale shift; None: the smallest that covers recv_buffer
     timestamps: bool = True

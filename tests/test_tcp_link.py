@@ -223,3 +223,79 @@ def lossy_goodput(seed, cc, loss=0.05):
     st = {**lp.a.stats(), **lp.b.stats()}
     assert "drop_tx_too_big_for_mtu" not in st and "drop_internal_error" not in st
     return len(up) / elapsed, mathis_bound(1448, 2 * lp.latency, loss)
+
+
+def _tuned_pair(seed, initial=128 << 10, ceiling=4 << 20, **link):
+    lp = pair(seed, **link)
+    for side in (lp.a, lp.b):
+        t = side.cfg.tcp
+        t.recv_buffer = t.send_buffer = ceiling
+        t.recv_buffer_initial = t.send_buffer_initial = initial
+    return lp
+
+
+def test_auto_tuned_buffers_grow_with_a_prompt_reader_up_to_their_ceiling():
+    """Receive: twice what the application read per RTT (and never less than
+    before); send: twice cwnd. Both start at the initial size and stop at the
+    configured one; the window scale is chosen for the ceiling."""
+    lp = _tuned_pair(5, ceiling=1 << 20)
+    up = random.Random(5).randbytes(6_000_000)
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(B_IP, 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue, max_time=10)
+    s = lst.accept()
+    assert s.recv_buffer == c.send_limit == 128 << 10 and s.rcv_wscale == 5     # 1 MiB >> 5 fits 16 bits
+    budgets, got, sent = [s.recv_buffer], bytearray(), [0]
+
+    def cond():
+        sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
+        while (x := s.recv()):
+            got.extend(x)
+        if s.recv_buffer != budgets[-1]:
+            budgets.append(s.recv_buffer)
+        return len(got) == len(up)
+    lp.run_until(cond, max_time=60)
+    assert bytes(got) == up
+    assert budgets == sorted(budgets) and len(budgets) > 2          # grew, in steps, never shrank
+    assert budgets[-1] == 1 << 20 and s.rcv_space_at == float("inf")  # at the ceiling: no more measuring
+    assert c.send_limit >= min(1 << 20, 2 * int(c.cc.cwnd)) and c.send_limit > 128 << 10
+
+
+def test_an_application_that_does_not_read_keeps_the_tuned_window_at_its_start():
+    """Nothing read, nothing grows: the peer may put no more than the initial
+    budget in flight, and what it sent arrives once the application reads."""
+    lp = _tuned_pair(6)
+    up = random.Random(6).randbytes(1_000_000)
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(B_IP, 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue, max_time=10)
+    s = lst.accept()
+    sent = [0]
+
+    def fill():         # until the window is shut to less than a segment and all is acknowledged
+        sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
+        return s.rq_bytes > (128 << 10) - c.mss and not lp.in_flight and c.snd_una == c.snd_max
+    lp.run_until(fill, max_time=lp.now + 2.0)
+    assert s.recv_buffer == 128 << 10
+    assert s.rq_bytes <= 128 << 10                       # the window filled to the budget and no further
+    assert (c.snd_max - c.snd_una) & 0xFFFFFFFF <= 128 << 10
+    got = bytearray()
+
+    def drain():
+        sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
+        while (x := s.recv()):
+            got.extend(x)
+        return len(got) == len(up)
+    lp.run_until(drain, max_time=lp.now + 60)
+    assert bytes(got) == up
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), loss=st.floats(0, 0.1), reorder=st.floats(0, 0.2),
+       cc=st.sampled_from(["newreno", "cubic", "bbr"]))
+def test_lossy_link_with_auto_tuned_buffers_delivers_bytes_intact(seed, loss, reorder, cc):
+    lp = _tuned_pair(seed, initial=70_000, ceiling=1 << 20, congestion=cc, loss=loss, reorder=reorder)
+    rng = random.Random(seed)
+    up, down = rng.randbytes(300_000), rng.randbytes(100_000)
+    got_up, got_down, _c, _s = transfer(lp, up, down)
+    assert got_up == up and got_down == down

@@ -43,6 +43,8 @@ from .state import (TRANSITIONS, CAN_RECEIVE, CAN_SEND, CLOSED, ESTABLISHED, EV_
 
 __all__ = ["TCB", "SendBuffer", "TcpError"]
 
+_NEVER = float("inf")
+
 
 
 class TcpError(Exception):
@@ -170,7 +172,8 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
                  'mss_agreed', 'path_mtu', 'tlp_at', 'tlp_end', 'tlp_retrans', 'tlp_dsack', 'xmit', 'xmit_order',
                  'rack_xmit_ts', 'rack_end', 'rack_rtt', 'rack_at', 'rack_lost', 'reo_wnd_mult', 'reo_wnd_persist', 'dsack_round',
                  'min_rtt', 'dsack', 'undo_cwnd', 'undo_ssthresh', 'undo_retrans', 'undo_seqs', 'undo_first', 'frto', 'frto_quota', 'prr_delivered', 'prr_out', 'prr_recover_fs', 'prr_last_delivered', 'prr_fresh', 'prr_window',
-                 'delivery', 'pacer', 'early_acks', "__weakref__")
+                 'delivery', 'pacer', 'early_acks', 'rcv_space', 'rcv_space_seq', 'rcv_space_at', 'snd_grow',
+                 "__weakref__")
 
     # The timer model: each timer is one of these attributes, a deadline or None
     # (stopped). poll_at() follows from them (_next_deadline); _stop_timers and
@@ -201,12 +204,31 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
         self.delivery = self.pacer = None     # delivery rate samples and pacing (paced cc only)
         self._use_cc(congestion.make(cfg.congestion, 536, cfg.initial_cwnd_segments), now)
         self.rst_pending: TcpRepr | None = None
-        self.recv_buffer = cfg.recv_buffer
-        self.send_limit = cfg.send_buffer
+        self._init_buffers(cfg)
         self.stats = TcbStats()
         self._was_writable = True
         self.sched_at: float | None = None   # the Interface's timer-heap bookkeeping
         self.owner = None                     # called with self after a user call changes what to send
+
+    def _init_buffers(self, cfg) -> None:
+        """The receive budget (what the window offers) and the send limit, fixed at
+        cfg.recv_buffer / cfg.send_buffer, or auto-tuned from the *_initial sizes
+        up to them (receive: _rcv_space_adjust; send: _grow_send_limit)."""
+        self.recv_buffer = cfg.recv_buffer
+        self.send_limit = cfg.send_buffer
+        self.rcv_space = 0           # bytes the application read in the last measured RTT (0: not yet measured)
+        self.rcv_space_seq = 0       # where that measurement started: the first byte not yet read then
+        self.rcv_space_at = _NEVER   # when the next measurement is due (never: the budget is fixed)
+        self.snd_grow = False        # the send limit still grows with cwnd
+        first = cfg.recv_buffer_initial
+        if first is not None and first < cfg.recv_buffer:
+            # at least what the SYN (and a cookie SYN-ACK) may offer, so the right edge never moves left
+            self.recv_buffer = max(first, min(cfg.recv_buffer, 65535))
+            self.rcv_space_at = -_NEVER
+        first = cfg.send_buffer_initial
+        if first is not None and first < cfg.send_buffer:
+            self.send_limit = first
+            self.snd_grow = True
 
     def _init_send(self, iss: int) -> None:
         self.iss = iss
@@ -445,7 +467,7 @@ class TCB(ReceiveSide, AckAndRecovery, SendSide, RackTlp, Undo, RateAndPacing):
             if self.cfg.wscale is not None:
                 s = min(self.cfg.wscale, MAX_WINDOW_SHIFT)
             else:
-                while (self.recv_buffer >> s) > 65535 and s < MAX_WINDOW_SHIFT:
+                while (self.cfg.recv_buffer >> s) > 65535 and s < MAX_WINDOW_SHIFT:    # the budget's ceiling
                     s += 1
         self.rcv_wscale = s
 

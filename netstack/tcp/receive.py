@@ -141,6 +141,34 @@ class ReceiveSide:
             self.ack_now = True
         elif self.delack_at is None:
             self.delack_at = now + self.cfg.delayed_ack
+        if now >= self.rcv_space_at:
+            self._rcv_space_adjust(now)
+
+    def _rcv_space_adjust(self, now: float) -> None:
+        """Receive-buffer auto-tuning (dynamic right-sizing, as Linux's
+        tcp_rcv_space_adjust): once per RTT, if the application read more than in
+        the RTT before, the budget becomes twice that plus 16 segments, plus twice
+        the growth again, so that a sender in slow start is never held by our
+        window; never less than it was, never more than cfg.recv_buffer. A slow
+        reader keeps the budget small, so a fast peer cannot run far ahead of it."""
+        read_to = (self.rcv_nxt - self.rq_bytes) & MASK      # the first byte the application has not read
+        space = self.rcv_space
+        if space:
+            copied = (read_to - self.rcv_space_seq) & MASK
+            if copied > space:
+                win = 2 * copied + 16 * self.mss
+                win += 2 * win * (copied - space) // space
+                ceiling = self.cfg.recv_buffer
+                if win > self.recv_buffer:
+                    self.recv_buffer = win if win < ceiling else ceiling
+                self.rcv_space = copied
+        else:
+            self.rcv_space = self.cfg.initial_cwnd_segments * self.mss     # Linux: TCP_INIT_CWND * advmss
+        if self.recv_buffer >= self.cfg.recv_buffer:
+            self.rcv_space_at = float("inf")                 # at the ceiling: nothing left to tune
+            return
+        self.rcv_space_seq = read_to
+        self.rcv_space_at = now + (self.srtt if self.srtt is not None else self.cfg.delayed_ack)
 
     def on_segment(self, seg: TcpRepr, payload, now: float) -> None:
         """The full rules for one segment, in RFC 9293 3.10.7.4's order."""

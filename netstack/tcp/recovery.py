@@ -118,9 +118,25 @@ class AckAndRecovery:
             self.stalled_since = now                 # progress: the user timeout counts from here
             if self.sack_ok:
                 self._schedule_tlp(now)
+        if self.snd_grow:
+            self._grow_send_limit()
         if not self._was_writable and self.send_limit > self.sbuf.size:
             self._was_writable = True
             self.events.append(EV_WRITABLE)
+
+    def _grow_send_limit(self) -> None:
+        """Send-buffer auto-tuning (as Linux's tcp_sndbuf_expand): the send limit
+        (unsent and unacknowledged bytes the application may queue) is at least
+        twice the congestion window, so a window that opens finds data to send,
+        and a window that stays small keeps the application from running far
+        ahead of the wire. Never shrinks, never passes cfg.send_buffer."""
+        want = 2 * int(self.cc.cwnd)
+        if want > self.send_limit:
+            ceiling = self.cfg.send_buffer
+            if want >= ceiling:
+                want = ceiling
+                self.snd_grow = False
+            self.send_limit = want
 
     def _on_new_ack_general(self, seg: TcpRepr, ack: int, acked: int, now: float) -> bool:
         """The general path's new ACK: recovery, then our FIN. False: the TCB is gone."""
