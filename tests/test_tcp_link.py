@@ -290,6 +290,46 @@ def test_an_application_that_does_not_read_keeps_the_tuned_window_at_its_start()
     assert bytes(got) == up
 
 
+def test_a_window_below_one_segment_with_nothing_in_flight_is_filled_when_the_persist_timer_fires():
+    """A receiver that does not read leaves the sender a window smaller than an
+    MSS and than half the largest it offered: SWS avoidance holds the data and
+    nothing is in flight. The persist timer is armed (RFC 9293 3.8.6.2.1's
+    override timeout; Linux's probe timer) and, when it fires, exactly what the
+    window takes goes; then the window is zero and zero-window probes follow.
+    Before, no timer was armed at all: the sender sat until the reader moved."""
+    lp = pair(7)
+    for side in (lp.a, lp.b):
+        side.cfg.tcp.recv_buffer = side.cfg.tcp.send_buffer = 128 << 10
+    up = random.Random(7).randbytes(400_000)
+    lst = lp.b.tcp_listen(80)
+    c = lp.a.tcp_connect(B_IP, 80, lp.now)
+    lp.run_until(lambda: lst.accept_queue, max_time=10)
+    s = lst.accept()
+    sent = [0]
+
+    def small_window():
+        sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
+        return 0 < c.snd_wnd < c.mss and c.snd_una == c.snd_max and not lp.in_flight
+    lp.run_until(small_window, max_time=lp.now + 5.0)
+    lp.step()                                                   # the sender's output after that ACK
+    wnd, queued = c.snd_wnd, s.rq_bytes
+    assert wnd < c.max_snd_wnd // 2 and len(c.sbuf) > wnd      # SWS avoidance holds it back
+    assert c.persist_at is not None and c.poll_at() is not None and c.rto_at is None
+    lp.run_until(lambda: s.rq_bytes > queued, max_time=lp.now + 5.0)
+    assert s.rq_bytes == queued + wnd == 128 << 10               # exactly what the window took
+    lp.run_until(lambda: c.snd_wnd == 0 and c.persist_at is not None and c.snd_una == c.snd_max,
+                 max_time=lp.now + 5.0)
+    got = bytearray()
+
+    def drain():
+        sent[0] += c.send(memoryview(up)[sent[0]:sent[0] + 65536])
+        while (x := s.recv()):
+            got.extend(x)
+        return len(got) == len(up)
+    lp.run_until(drain, max_time=lp.now + 60)
+    assert bytes(got) == up
+
+
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10_000), loss=st.floats(0, 0.1), reorder=st.floats(0, 0.2),
        cc=st.sampled_from(["newreno", "cubic", "bbr"]))

@@ -156,12 +156,16 @@ class SendSide:
                 self._set_state(FIN_WAIT_1)
             elif self.state is CLOSE_WAIT:
                 self._set_state(LAST_ACK)
-        # zero window with nothing in flight (none sent yet, or an RTO rewound
-        # snd_nxt and the window lets nothing go again): the persist timer probes
-        # (RFC 9293 3.8.6.1). The RTO stands down: it has nothing to time, and its
-        # retries would end a connection whose peer only has a full buffer.
-        if self.snd_wnd == 0 and len(self.sbuf) > seq_sub(self.snd_nxt, self.snd_una) and \
-                self.snd_nxt == self.snd_una and self.persist_at is None:
+        # data waits and nothing is in flight (none sent yet, or an RTO rewound
+        # snd_nxt), and the window lets nothing go: zero, or too small for SWS
+        # avoidance to send into. The persist timer probes (RFC 9293 3.8.6.1) or,
+        # for a small window, is the override timeout of 3.8.6.2.1 (as Linux's
+        # probe timer sends what fits, tcp_write_wakeup): without it a window
+        # below one MSS and half the largest offered, with nothing in flight,
+        # armed no timer at all. The RTO stands down: it has nothing to time,
+        # and its retries would end a connection whose peer only has a full buffer.
+        if self.snd_nxt == self.snd_una and self.persist_at is None and len(self.sbuf) and \
+                (self.snd_wnd == 0 or (self.state in _SENDING_STATES and not self._can_send_data())):
             self._arm_persist(now, now + max(self.rto, self.cfg.rto_min))
         if self.ack_now:
             out.append((self._ack_seg(self._ack_seq(), ACK, now), b""))
@@ -400,6 +404,10 @@ class SendSide:
     def _on_persist(self, now: float, out: list) -> None:
         self.persist_at = None
         if self.snd_wnd != 0:
+            if self.snd_nxt == self.snd_una and len(self.sbuf) and self.state in _SENDING_STATES \
+                    and not self._user_timed_out(now):
+                # SWS override: what the small window takes goes now, and the RTO times it
+                self._emit_data(self.snd_nxt, out, now)
             return
         if self._user_timed_out(now):
             return
